@@ -99,10 +99,29 @@ def _affect_factory(design: str) -> Callable[[Any], Any]:
     return build
 
 
+def _calibrated_factory(weights: str) -> Callable[[Any], Any]:
+    def build(backend):
+        from agents.judges.calibrated import CalibratedAffectJudge
+
+        # the judge reads as many seeker turns as it was trained on (``--seeker-turns`` does not apply)
+        return CalibratedAffectJudge.load(weights, backend=backend)
+
+    return build
+
+
 def _default_judges() -> list[NamedJudge]:
     from agents.judges.affect import AFFECT_DESIGNS
 
-    return [NamedJudge(name, _affect_factory(name), d.description) for name, d in AFFECT_DESIGNS.items()]
+    judges = [NamedJudge(name, _affect_factory(name), d.description) for name, d in AFFECT_DESIGNS.items()]
+    try:
+        from esc_env.build import calibrated_judge_available
+
+        if calibrated_judge_available():
+            judges.append(NamedJudge("calibrated-minilm", _calibrated_factory("esconv-minilm"),
+                                     "CalibratedAffectJudge, shipped esconv-minilm weights (trained on ESConv train)"))
+    except ImportError:
+        pass
+    return judges
 
 
 JUDGES: list[NamedJudge] = _default_judges()

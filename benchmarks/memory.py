@@ -25,21 +25,34 @@ CASES = {
         env = gym.make("esc_env/ESC-v0", max_turns=3, seeker_params={"max_new_tokens": 24}, supporter_params={"max_new_tokens": 24})
         env.reset(seed=0); env.step(0); env.step(1)
     """,
+    "ESCEnv, prompted affect judge (no MiniLM), 2 steps": """
+        import esc_env, gymnasium as gym
+        env = gym.make("esc_env/ESC-v0", max_turns=3, affect_judge="prompted", seeker_params={"max_new_tokens": 24}, supporter_params={"max_new_tokens": 24})
+        env.reset(seed=0); env.step(0); env.step(1)
+    """,
     "three ESCEnv instances (model shared)": """
         import esc_env, gymnasium as gym
         envs = [gym.make("esc_env/ESC-v0", max_turns=3, seeker_params={"max_new_tokens": 24}, supporter_params={"max_new_tokens": 24}) for _ in range(3)]
         for e in envs: e.reset(seed=0); e.step(0)
         assert len({id(e.unwrapped.engine.seeker.backend) for e in envs}) == 1
+        assert len({id(e.unwrapped.engine.affect_judge) for e in envs}) == 1
     """,
     "make_vec(8), 2 steps": """
         import esc_env, numpy as np
         v = esc_env.make_vec(8, max_turns=3, seeker_params={"max_new_tokens": 24}, supporter_params={"max_new_tokens": 24})
         v.reset(seed=0); v.step(np.zeros(8, dtype=int)); v.step(np.ones(8, dtype=int))
     """,
-    "AFPO training, CPU defaults (stage env search, 1 epoch)": """
+    "AFPO training, CPU defaults (hashing backbone, stage env search, 1 epoch)": """
         import sys, tempfile
-        sys.argv = ["train_aflow", "--env-id", "esc_env/ESCStage-v0", "--trees", "16", "--simulations", "10",
-                    "--epochs", "1", "--eval-episodes", "10", "--out", tempfile.mkdtemp()]
+        sys.argv = ["train_aflow", "--env-id", "esc_env/ESCStage-v0", "--n-trees", "16", "--simulations", "10",
+                    "--epochs", "1", "--eval-episodes", "10", "--run-dir", tempfile.mkdtemp(), "--progress", "0"]
+        import runpy; runpy.run_path("examples/train_aflow.py", run_name="__main__")
+    """,
+    "AFPO training, embedded SmolLM2 backbone + LoRA (stage env search, 1 epoch)": """
+        import sys, tempfile
+        sys.argv = ["train_aflow", "--env-id", "esc_env/ESCStage-v0", "--n-trees", "8", "--simulations", "6",
+                    "--epochs", "1", "--batch-paths", "8", "--backbone", "embedded", "--lora", "1", "--eval-episodes", "4",
+                    "--run-dir", tempfile.mkdtemp(), "--progress", "0"]
         import runpy; runpy.run_path("examples/train_aflow.py", run_name="__main__")
     """,
 }

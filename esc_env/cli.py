@@ -129,6 +129,8 @@ def _env_kwargs(args: argparse.Namespace) -> dict:
     kw: dict = {}
     if getattr(args, "judges", None):
         kw["judges"] = tuple(j.strip() for j in args.judges.split(",") if j.strip())
+    if getattr(args, "affect_judge", None):
+        kw["affect_judge"] = args.affect_judge
     if getattr(args, "env_kwargs", None):
         try:
             extra = json.loads(args.env_kwargs)
@@ -149,6 +151,8 @@ def _make_envs(args: argparse.Namespace):
     kw = _env_kwargs(args)
     if not llm and "judges" in kw:
         raise UserError(f"--judges needs an LLM environment; {args.env_id} has no judges")
+    if not llm and "affect_judge" in kw:
+        raise UserError(f"--affect-judge needs an LLM environment; {args.env_id} has no judges")
     if args.personas is not None and Path(args.personas).suffix and not Path(args.personas).exists() and ":" not in args.personas:
         raise UserError(f"persona file not found: {args.personas}")
     try:
@@ -157,6 +161,8 @@ def _make_envs(args: argparse.Namespace):
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read personas {args.personas!r}: {e}") from None
     except TypeError as e:  # an --env-kwargs key the environment does not take
+        raise UserError(f"{args.env_id}: {e}") from None
+    except (ValueError, ImportError, FileNotFoundError) as e:  # e.g. a bad --affect-judge
         raise UserError(f"{args.env_id}: {e}") from None
 
 
@@ -181,6 +187,9 @@ def _add_env_options(p: argparse.ArgumentParser, episodes: int) -> None:
     p.add_argument("--max-turns", type=int, default=10, help="supporter turns per episode (default: %(default)s)")
     p.add_argument("--num-envs", type=int, default=8, help="conversations run in one batch (default: %(default)s)")
     p.add_argument("--judges", default=None, help="LLM env judges, comma-separated from affect,rubric,outcome (default: affect)")
+    p.add_argument("--affect-judge", default=None,
+                   help="LLM env affect judge: auto | prompted | calibrated | calibrated:NAME_OR_PATH (default: auto, "
+                        "the calibrated judge when the encoder extra is installed)")
     p.add_argument("--env-kwargs", default=None, help="further environment keyword arguments as a JSON object")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -287,6 +296,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 "evaluate", args.argv, _config(args), name=name, policy=spec, env_id=args.env_id,
                 seeds=[e["reset_seed"] for e in res.episodes], persona_ids=[e["persona_id"] for e in res.episodes],
                 strategies=list(envs.strategies.names), seconds=seconds,
+                affect_judge=repr(envs.engine.affect_judge) if envs.engine is not None else None,
             ))
             write_tensorboard(out / "tb" / name, res.metrics, res.episodes)
             runs.append((spec if specs.count(spec) == 1 else name, res.metrics))

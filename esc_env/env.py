@@ -101,7 +101,12 @@ class ESCEnv(gym.Env):
     - `max_turns`: supporter turns per episode (default 10).
     - `reward`: `RewardConfig`, dict of its fields, or `callable(info) -> float`.
     - `judges`: judges run every step, from `("affect", "rubric", "outcome")`.
-    - `affect_judge`: an object with `judge(dialogues) -> array` to replace the default.
+    - `affect_judge`: `"auto"` (default: the calibrated judge when the `encoder` extra is
+      installed, else the prompted one), `"prompted"` (`AffectJudge` on the judge backend),
+      `"calibrated"` / `"calibrated:NAME_OR_PATH"` (`CalibratedAffectJudge`, trained on ESConv's
+      survey ratings), or any object with `judge(dialogues) -> array`. The env's
+      `affect_judge` attribute is the judge in use.
+    - `affect_design`: design of the prompted judge (implies `"prompted"` under `"auto"`).
     - `seeker_params`, `supporter_params`: `GenerationParams` (or dicts) for the agents;
       `{"temperature": 0}` makes every episode deterministic.
     - `success_threshold`: judged intensity that also counts as relief (default off).
@@ -140,6 +145,7 @@ class ESCEnv(gym.Env):
         )
         self.personas = resolve_personas(personas)
         self.strategies = self.engine.strategies
+        self.affect_judge = self.engine.affect_judge
         self.action_mode = action_mode
         self.max_turns = max_turns
         self.render_mode = render_mode

@@ -56,6 +56,7 @@ class ESCVectorEnv(VectorEnv):
         self.personas = resolve_personas(personas)
         self.strategies = self.engine.strategies
         self.render_mode = render_mode
+        self.affect_judge = self.engine.affect_judge
         self.recorder = EpisodeRecorder(record_path) if record_path else None
 
         self.single_action_space = action_space(action_mode, len(self.strategies))

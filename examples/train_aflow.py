@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         t1 = time.perf_counter()
         last = trainer.train()
         t_train = time.perf_counter() - t1
-        policy = AFlowPolicy(model, alpha=args.alpha)
+        policy = AFlowPolicy(model, alpha=args.alpha, strategy_names=list(env.unwrapped.strategies.names))
         policy.save(vdir / "policy")
         # 4. evaluation
         res = run_policy(eval_env, policy.act, args.eval_episodes, args.eval_seed, f"aflow[{variant}]",

@@ -424,3 +424,31 @@ def test_preferences_need_at_least_min_tried_strategies():
     assert (strict.preferred[:, 0] == -1).all() and (strict.negative[:, 0] == -1).all()
     assert (loose.preferred[:, 0] == 1).all() and (loose.negative[:, 0] == 3).all()
     assert (strict.preferred[:, 1] >= 0).all()  # depth-1 nodes tried both strategies
+
+
+def test_causal_lm_backbone_features_and_lora_gradients():
+    """The embedded LM backbone: last real token's final hidden state, LoRA weights get gradients
+    (with activation checkpointing on), and the adapters-off view is the frozen base model."""
+    from policies.aflow.model import CausalLMEncoder, resolve_backbone_path
+
+    enc = CausalLMEncoder(resolve_backbone_path("embedded"), lora=True, r=4, alpha=8, max_length=64)
+    texts = ["Seeker: I feel sad.", "Seeker: I lost my job last week and I cannot sleep at night."]
+    batch = enc.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        full = enc.model(**batch, output_hidden_states=True).hidden_states[-1]
+    want = full[torch.arange(2), batch["attention_mask"].sum(1) - 1]
+    enc.model.train()
+    z = enc.encode(texts)
+    assert z.shape == (2, enc.dim) and torch.allclose(z, want, atol=1e-4)
+    z.pow(2).sum().backward()
+    lora_grads = [p.grad for n, p in enc.model.named_parameters() if "lora_" in n and p.requires_grad]
+    assert lora_grads and any(g is not None and g.abs().sum() > 0 for g in lora_grads)
+    assert all(p.grad is None for n, p in enc.model.named_parameters() if "lora_" not in n)
+    with torch.no_grad():
+        for n, p in enc.model.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.05)
+        moved = enc.encode(texts)
+        with enc.adapters_off():
+            base = enc.encode(texts)
+    assert not torch.allclose(moved, want, atol=1e-3) and torch.allclose(base, want, atol=1e-4)

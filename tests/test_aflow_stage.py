@@ -215,3 +215,18 @@ def test_example_script_runs_and_resumes(tmp_path):
     again = example.main(argv)
     assert again["variants"]["none"]["search"]["nodes"] == 0
     assert again["variants"]["none"]["eval"]["mean_return"] == out["variants"]["none"]["eval"]["mean_return"]
+    # the saved policy loads by name on the command line: esc-env evaluate --policy aflow:DIR
+    from esc_env.cli import main as cli
+
+    policy_dir = tmp_path / "run" / "none" / "policy"
+    rc = cli(["evaluate", "--env-id", "esc_env/ESCStage-v0", "--strategies", "aflow", "--policy", f"aflow:{policy_dir}",
+              "--episodes", "6", "--num-envs", "3", "--out", str(tmp_path / "eval"), "--no-progress"])
+    assert rc == 0
+    metrics = json.loads(next((tmp_path / "eval").glob("*/metrics.json")).read_text())
+    assert metrics["n_episodes"] == 6 and metrics["policy"] == f"aflow:{policy_dir}"
+    from agents.strategies import get_strategy_set
+
+    assert set(metrics["strategy_distribution"]) <= set(get_strategy_set("aflow").names)
+    # a checkpoint over another strategy set is refused with one clear line
+    assert cli(["evaluate", "--env-id", "esc_env/ESCStage-v0", "--strategies", "esconv", "--policy", f"aflow:{policy_dir}",
+                "--episodes", "2", "--out", str(tmp_path / "eval2"), "--no-progress"]) == 2

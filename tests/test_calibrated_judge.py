@@ -210,3 +210,50 @@ def test_valid_split_metrics_can_be_computed(esconv_dir, judge):
         assert np.isfinite(m[key]), (key, m)
     assert m["n_initial"] == 40 and 0 < m["n_fell"] <= m["n_final"] <= 40
     assert 0.0 <= m["direction_accuracy"] <= 1.0 and 0.0 <= m["mae"] <= 4.0
+
+
+# ---- the environment's affect_judge option --------------------------------------------------
+
+
+def test_env_uses_calibrated_judge_by_default_and_by_name(backend):
+    from esc_env.build import calibrated_judge_available
+    from esc_env.env import ESCEnv
+
+    assert calibrated_judge_available()
+    params = {"temperature": 0.0, "max_new_tokens": 8}
+    auto = ESCEnv(backend, max_turns=2, seeker_params=params, supporter_params=params)
+    named = ESCEnv(backend, max_turns=2, affect_judge="calibrated", seeker_params=params, supporter_params=params)
+    assert isinstance(auto.affect_judge, CalibratedAffectJudge)
+    assert named.affect_judge is auto.affect_judge  # loaded once per process, shared
+    obs, info = auto.reset(seed=3)
+    _, _, _, _, info = auto.step(0)
+    turns = [Turn.from_dict(t) for t in auto.get_state()["episode"]["turns"]]
+    assert info["intensity"]["after"] == pytest.approx(float(auto.affect_judge.judge([turns])[0]))
+
+
+def test_env_affect_judge_prompted_and_design_select_the_llm_judge(backend):
+    from agents.judges import AffectJudge
+    from esc_env.env import ESCEnv
+
+    assert isinstance(ESCEnv(backend, affect_judge="prompted").affect_judge, AffectJudge)
+    by_design = ESCEnv(backend, affect_design="digits").affect_judge
+    assert isinstance(by_design, AffectJudge) and by_design.design.name == "digits"
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("calibratd", "affect_judge must be one of"),
+    ("calibrated:no-such-weights", "no calibrated-judge weights"),
+    (42, "affect_judge must be one of"),
+])
+def test_env_rejects_bad_affect_judge(backend, bad, match):
+    from esc_env.env import ESCEnv
+
+    with pytest.raises((ValueError, TypeError, FileNotFoundError), match=match):
+        ESCEnv(backend, affect_judge=bad)
+
+
+def test_calibrated_judge_with_prompted_design_is_an_error(backend):
+    from esc_env.env import ESCEnv
+
+    with pytest.raises(ValueError, match="affect_design"):
+        ESCEnv(backend, affect_judge="calibrated", affect_design="digits")

@@ -22,6 +22,18 @@ INFO_KEYS = {"strategy", "supporter_utterance", "seeker_utterance", "intensity",
              "persona_id", "judges", "reward_terms", "usage"}
 
 
+def llm_calls_per_step(env) -> int:
+    """Backend calls of one batched step: supporter and seeker, plus the affect judge when it is
+    the prompted one (the default calibrated judge runs its own small encoder instead)."""
+    return 2 + int(getattr(env.unwrapped.engine.affect_judge, "backend", None) is not None)
+
+
+def judge_passes(env) -> int:
+    """Forward passes of the calibrated judge's encoder so far (0 for a prompted judge)."""
+    enc = getattr(env.unwrapped.engine.affect_judge, "encoder", None)
+    return enc.stats.forward_passes if enc is not None else 0
+
+
 def make(backend, **kw):
     kw.setdefault("max_turns", 2)
     kw.setdefault("seeker_params", GREEDY)
@@ -120,9 +132,10 @@ def test_transition_is_pure_and_batched(backend):
     env = make(backend, max_turns=3)
     env.reset(seed=2)
     state = env.get_state()
-    calls = backend.usage.calls
+    calls, passes = backend.usage.calls, judge_passes(env)
     out = env.transition([state, state, state], [0, 1, 2])
-    assert backend.usage.calls - calls == 3  # supporter, seeker, judge: one call each for 3 branches
+    assert backend.usage.calls - calls == llm_calls_per_step(env)  # one call per role for 3 branches
+    assert judge_passes(env) - passes <= 1
     assert env.get_state() == state
     assert [t.info["strategy"] for t in out] == [env.strategies[i].name for i in range(3)]
     again = env.transition([state], [1])[0]
@@ -184,9 +197,10 @@ def test_vector_env_matches_single_envs_under_greedy(backend):
     assert isinstance(venv.unwrapped, ESCVectorEnv)
     obs, _ = venv.reset(seed=100)
     actions = np.array([0, 3, 5])
-    calls = backend.usage.calls
+    calls, passes = backend.usage.calls, judge_passes(venv)
     obs, rew, term, trunc, infos = venv.step(actions)
-    assert backend.usage.calls - calls == 3  # one call per role for all sub-envs
+    assert backend.usage.calls - calls == llm_calls_per_step(venv)  # one call per role for all sub-envs
+    assert judge_passes(venv) - passes <= 1
     for i in range(n):
         env = make(backend)
         o, _ = env.reset(seed=100 + i)

@@ -23,6 +23,8 @@ pytestmark = [
 ]
 
 GREEDY = {"temperature": 0.0, "max_new_tokens": 8}
+#: every role, the affect judge included, goes through the server
+ON_SERVER = {"affect_judge": "prompted"}
 
 
 def _server():
@@ -46,7 +48,7 @@ def test_short_outage_is_ridden_out_and_long_one_fails_clearly(tmp_path):
     try:
         record = tmp_path / "episodes.jsonl"
         backend = _backend(server.base_url, max_retries=8, backoff=0.5, max_backoff=2.0, timeout=30)
-        venv = ESCVectorEnv(2, backend, max_turns=1, record_path=str(record), seeker_params=GREEDY, supporter_params=GREEDY)
+        venv = ESCVectorEnv(2, backend, max_turns=1, record_path=str(record), seeker_params=GREEDY, supporter_params=GREEDY, **ON_SERVER)
         venv.reset(seed=0)
         venv.step(np.array([0, 1]))  # both episodes end (max_turns=1) and are recorded
         assert len(list(read_episodes(record))) == 2
@@ -68,12 +70,51 @@ def test_short_outage_is_ridden_out_and_long_one_fails_clearly(tmp_path):
         # long outage: retries run out, the error names the URL, finished episodes stay readable
         server.stop()
         quick = _backend(server.base_url, max_retries=2, backoff=0.1, timeout=5)
-        venv2 = ESCVectorEnv(2, quick, max_turns=1, record_path=str(record), seeker_params=GREEDY, supporter_params=GREEDY)
+        venv2 = ESCVectorEnv(2, quick, max_turns=1, record_path=str(record), seeker_params=GREEDY, supporter_params=GREEDY, **ON_SERVER)
         with pytest.raises(BackendRequestError, match=f"127.0.0.1:{port}") as err:
             venv2.reset(seed=1)
         assert "3 attempt" in str(err.value)
         recs = list(read_episodes(record))
         assert len(recs) == 4 and all(r["length"] == 1 for r in recs)
+    finally:
+        server.stop()
+
+
+def test_mcts_survives_a_server_kill_and_resumes_to_the_same_trees(tmp_path):
+    """Kill the server mid-search: the search stops with a clear error, the finished tree is on
+    disk and readable; after a restart the search resumes and gives the trees of an
+    uninterrupted run (greedy decoding)."""
+    from agents.backends.openai_backend import BackendRequestError
+    from esc_env.env import ESCEnv
+    from policies.aflow import BatchedMCTS, MCTSConfig, Tree
+    from tests.llama_server import LlamaServer
+
+    def env_on(url, **kw):
+        return ESCEnv(_backend(url, **kw), personas="builtin", max_turns=2, seeker_params=GREEDY, supporter_params=GREEDY,
+                      **ON_SERVER)
+
+    cfg = MCTSConfig(n_simulations=2, max_depth=2, trees_per_batch=1)
+    starts = [(None, 0), (None, 1)]
+    server = _server()
+    try:
+        full = BatchedMCTS(env_on(server.base_url), cfg).run(starts, tmp_path / "full")
+        crash = tmp_path / "crash"
+
+        def kill_after_first_tree():
+            while not list(crash.glob("*.json")):
+                time.sleep(0.02)
+            server.stop()
+
+        killer = threading.Thread(target=kill_after_first_tree)
+        killer.start()
+        with pytest.raises(BackendRequestError, match=f"127.0.0.1:{server.port}"):
+            BatchedMCTS(env_on(server.base_url, max_retries=1, backoff=0.1, timeout=5), cfg).run(starts, crash)
+        killer.join()
+        saved = sorted(crash.glob("*.json"))
+        assert len(saved) == 1 and Tree.load(saved[0]).to_json() == full[0].to_json()
+        server = LlamaServer(server.model_path, port=server.port).start()
+        resumed = BatchedMCTS(env_on(server.base_url), cfg).run(starts, crash)
+        assert [t.to_json() for t in resumed] == [t.to_json() for t in full]
     finally:
         server.stop()
 
@@ -84,7 +125,7 @@ def test_load_64_conversations_bounded_and_unmixed():
     server = _server()
     try:
         backend = _backend(server.base_url, max_in_flight=8, max_retries=3, timeout=120)
-        venv = ESCVectorEnv(64, backend, max_turns=2, seeker_params=GREEDY, supporter_params=GREEDY)
+        venv = ESCVectorEnv(64, backend, max_turns=2, seeker_params=GREEDY, supporter_params=GREEDY, **ON_SERVER)
         obs, info = venv.reset(seed=0)
         personas = [venv.personas.get(pid) for pid in info["persona_id"]]
         t0 = time.perf_counter()
@@ -112,7 +153,7 @@ def test_api_key_never_reaches_run_records(tmp_path, monkeypatch):
         backend = _backend(server.base_url, max_retries=1)
         assert secret not in repr(backend) and secret not in backend.name
         record = tmp_path / "run" / "episodes.jsonl"
-        venv = ESCVectorEnv(1, backend, max_turns=1, record_path=str(record), seeker_params=GREEDY, supporter_params=GREEDY)
+        venv = ESCVectorEnv(1, backend, max_turns=1, record_path=str(record), seeker_params=GREEDY, supporter_params=GREEDY, **ON_SERVER)
         venv.reset(seed=0)
         venv.step(np.array([0]))
         (tmp_path / "run" / "config.json").write_text(json.dumps({"backend": backend.name}))

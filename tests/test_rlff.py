@@ -13,10 +13,6 @@ import math
 import numpy as np
 import pytest
 
-# RLFF-ESC was still being written when this was committed and one test failed then:
-# the whole module is kept out of the default (CI) run until it is finished (issue 5).
-pytestmark = pytest.mark.slow
-
 from agents.dialogue import Turn, format_dialogue
 from policies.rlff.format import (
     FALLBACK_ANSWER,
@@ -380,3 +376,25 @@ def test_strategy_plus_text_actions(backend):
     assert info["strategy"] == env.unwrapped.strategies[action["strategy"]].name
     assert THINK_CLOSE not in info["supporter_utterance"]
     assert pol.last_replies[0].answer == action["utterance"] or action["utterance"] == FALLBACK_ANSWER
+
+
+def test_cli_evaluates_a_saved_rlff_policy_in_the_text_env(policy, tmp_path, capsys):
+    """``esc-env evaluate --policy rlff:DIR`` loads the saved policy and runs it in ESCText-v0."""
+    from esc_env.cli import main
+
+    folder = policy.save(tmp_path / "pol")
+    out = tmp_path / "eval"
+    kwargs = json.dumps({"seeker_params": {"max_new_tokens": 8, "temperature": 0.0}, "affect_judge": "prompted"})
+    rc = main(["evaluate", "--env-id", "esc_env/ESCText-v0", "--policy", f"rlff:{folder}", "--personas", "builtin",
+               "--episodes", "2", "--max-turns", "1", "--num-envs", "2", "--env-kwargs", kwargs, "--out", str(out),
+               "--no-progress"])
+    assert rc == 0
+    run = next(p for p in out.iterdir() if (p / "metrics.json").is_file())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_episodes"] == 2 and metrics["policy"] == f"rlff:{folder}"
+    episodes = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
+    assert len(episodes) == 2
+    for ep in episodes:
+        for t in ep["turns"]:
+            assert THINK_OPEN not in t["text"] and THINK_CLOSE not in t["text"]
+    assert "AffectJudge" in json.loads((run / "run.json").read_text())["affect_judge"]

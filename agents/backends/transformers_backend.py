@@ -158,6 +158,7 @@ class TransformersBackend(LLMBackend):
                     **enc,
                     position_ids=self._position_ids(enc["attention_mask"]),
                     use_cache=not single,
+                    logits_to_keep=1,  # only the last position's logits: (rows, 1, V), not (rows, T, V)
                 )
                 first = torch.log_softmax(res.logits[:, -1, :].float(), dim=-1)
                 if single:

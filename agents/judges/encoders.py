@@ -22,6 +22,7 @@ Encoders:
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -42,12 +43,14 @@ class EncoderStats:
         forward_passes: batched model forward passes (at most one per ``encode`` call).
         texts_encoded: texts that went through the model (cache misses).
         cache_hits: texts answered from the cache.
+        seconds: wall-clock seconds spent in forward passes.
     """
 
     calls: int = 0
     forward_passes: int = 0
     texts_encoded: int = 0
     cache_hits: int = 0
+    seconds: float = 0.0
 
 
 class TextEncoder:
@@ -98,7 +101,9 @@ class TextEncoder:
                     missing.append(t)
             if not missing:
                 return out
+            t0 = time.perf_counter()
             vecs = np.asarray(self._forward(missing), dtype=np.float32)
+            self.stats.seconds += time.perf_counter() - t0
             if vecs.shape != (len(missing), self.dim):
                 raise RuntimeError(f"{self.name}: encoder returned shape {vecs.shape}, expected {(len(missing), self.dim)}")
             self.stats.forward_passes += 1

@@ -152,6 +152,10 @@ def _load_checkpoint_policy(kind: str, path: str, context: dict) -> Policy:
     if not callable(getattr(policy, "act_batch", None)):
         raise PolicySpecError(f"{class_name}.load returned {type(policy).__name__}, which has no act_batch(observations)")
     n_policy, n_env = getattr(policy, "n_strategies", None), len(context["strategies"])
+    names = getattr(policy, "strategy_names", None)
+    if names is not None and list(names) != list(context["strategies"].names):
+        raise PolicySpecError(f"the {kind} checkpoint {path} was trained on the strategies {list(names)}, the environment's set "
+                              f"{context['strategies'].name!r} is {list(context['strategies'].names)}; pass the matching --strategies")
     if isinstance(n_policy, int) and n_policy != n_env:
         raise PolicySpecError(f"the {kind} checkpoint {path} acts over {n_policy} strategies, the environment's set "
                               f"{context['strategies'].name!r} has {n_env}; pass the matching --strategies")

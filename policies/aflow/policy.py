@@ -37,13 +37,19 @@ class AFlowPolicy:
         alpha: weight :math:`\\alpha` of the flow look-ahead (see the module docstring).
         greedy: argmax (default) or sample.
         seed: seed of sampling.
+        strategy_names: names of the strategies behind the action indices (saved with the
+            policy, so an evaluation with another strategy set of the same size is refused).
     """
 
-    def __init__(self, model: AFlowModel, alpha: float = 1.0, greedy: bool = True, seed: int = 0) -> None:
+    def __init__(self, model: AFlowModel, alpha: float = 1.0, greedy: bool = True, seed: int = 0,
+                 strategy_names: Sequence[str] | None = None) -> None:
         self.model = model.eval()
         self.alpha = float(alpha)
         self.greedy = bool(greedy)
         self.rng = np.random.default_rng(seed)
+        if strategy_names is not None and len(strategy_names) != model.n_strategies:
+            raise ValueError(f"strategy_names has {len(strategy_names)} names, the model {model.n_strategies} strategies")
+        self.strategy_names = list(strategy_names) if strategy_names is not None else None
 
     @property
     def n_strategies(self) -> int:
@@ -83,7 +89,8 @@ class AFlowPolicy:
         d.mkdir(parents=True, exist_ok=True)
         save_safetensors_atomic(d / "model.safetensors", self.model.trainable_state())
         write_json_atomic(d / "policy.json", {"format": POLICY_FORMAT, "version": 1, "model": self.model.config.to_dict(),
-                                              "alpha": self.alpha, "greedy": self.greedy}, indent=2)
+                                              "alpha": self.alpha, "greedy": self.greedy,
+                                              "strategy_names": self.strategy_names}, indent=2)
         return d
 
     @classmethod
@@ -97,6 +104,6 @@ class AFlowPolicy:
             raise ValueError(f"{d} does not hold an AFlow policy (policy.json format {meta.get('format')!r})")
         model = AFlowModel(ModelConfig.from_dict(meta["model"]))
         model.load_trainable_state(load_file(str(d / "model.safetensors")))
-        kw = {"alpha": meta.get("alpha", 1.0), "greedy": meta.get("greedy", True)}
+        kw = {"alpha": meta.get("alpha", 1.0), "greedy": meta.get("greedy", True), "strategy_names": meta.get("strategy_names")}
         kw.update(overrides)
         return cls(model, **kw)
