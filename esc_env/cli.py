@@ -58,6 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
     env = ESCEnv(args.backend, personas=args.personas, max_turns=args.max_turns, render_mode="ansi",
                  seeker_params={"temperature": args.temperature, "top_p": 0.9, "max_new_tokens": 60})
     load_s = time.perf_counter() - t0
+    print(f"affect judge: {env.affect_judge!r}", flush=True)
     rng = np.random.default_rng(args.seed)
     returns, lengths, successes, gave_up, deltas = [], [], [], [], []
     for ep in range(args.episodes):

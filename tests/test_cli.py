@@ -184,6 +184,8 @@ def test_train_errors(capsys, tmp_path):
         (["evaluate", *STAGE, "--policy", "random", "--bogus-flag"], ["--bogus-flag"]),
         (["evaluate-ref", "--policy", "random", "--split", "/no/such/esconv.jsonl", "--backend", "none"], ["/no/such/esconv.jsonl"]),
         (["compare", "/no/such/run"], ["run folder not found"]),
+        (["evaluate", *STAGE, "--policy", "random", "--affect-judge", "prompted"], ["--affect-judge needs an LLM environment"]),
+        (["evaluate", "--policy", "random", "--affect-judge", "calibratd", "--episodes", "1"], ["affect_judge must be one of", "'calibratd'"]),
     ],
 )
 def test_user_errors_are_one_line_exit_2(capsys, tmp_path, argv, needles):
