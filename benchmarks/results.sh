@@ -21,7 +21,7 @@ $ESC evaluate --env-id esc_env/ESCStage-v0 --strategies esconv --episodes 500 --
 $ESC evaluate --env-id esc_env/ESCStage-v0 --strategies aflow --episodes 500 --seed 10000 --num-envs 16 \
   --policy random --policy aflow:runs/aflow/ESCStage-v0__stage__0/none/policy \
   --out "$OUT/stage-aflow" --overwrite --plots --no-progress
-$ESC compare "$OUT"/stage-esconv/* "$OUT"/stage-aflow/* | tee "$OUT/stage.txt"
+$ESC compare "$OUT/stage-esconv" "$OUT/stage-aflow" | tee "$OUT/stage.txt"
 
 [ "${1:-all}" = "stage" ] && exit 0
 
@@ -29,4 +29,4 @@ $ESC compare "$OUT"/stage-esconv/* "$OUT"/stage-aflow/* | tee "$OUT/stage.txt"
 #    small, to show the pipeline; use a bigger backend for numbers that mean something
 $ESC evaluate --env-id esc_env/ESC-v0 --backend embedded --personas builtin --episodes 16 --max-turns 4 --num-envs 8 \
   --seed 0 --policy random --policy llm --policy "fixed:Question" --out "$OUT/llm" --overwrite --plots --no-progress
-$ESC compare "$OUT"/llm/* | tee "$OUT/llm.txt"
+$ESC compare "$OUT/llm" | tee "$OUT/llm.txt"

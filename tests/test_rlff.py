@@ -334,6 +334,41 @@ def test_grpo_step_changes_policy_and_checkpoint_resumes(policy, tmp_path):
     assert tb
 
 
+def test_grpo_resumed_run_matches_an_uninterrupted_one(policy, tmp_path):
+    """Two GRPO steps in one go, and one step + a restart from the checkpoint + the second step,
+    end with the same LoRA weights (sampling seeds depend only on (seed, step))."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    from policies.rlff.grpo import GRPOConfig, RLFFTrainer
+    from policies.rlff.reward_model import FutureRewardModel, TrainConfig
+
+    rm = FutureRewardModel("minilm", head="regression", hidden=16)
+    rm.fit(_records(6), TrainConfig(epochs=20, eval_fraction=0.0))
+    start = policy.adapter_state()
+    prompts = [PREFIX_TURNS, PREFIX_TURNS[:1]]
+
+    def run(total_steps, out):
+        cfg = GRPOConfig(total_steps=total_steps, prompts_per_step=1, group_size=2, max_reasoning_tokens=6,
+                         max_answer_tokens=8, learning_rate=1e-3, checkpoint_every=1, seed=3)
+        RLFFTrainer(policy, rm, prompts, cfg, out_dir=out).train(progress=False)
+        return policy.adapter_state()
+
+    try:
+        straight = run(2, tmp_path / "straight")
+        set_peft_model_state_dict(policy.model, start)
+        run(1, tmp_path / "resumed")  # "crash" after the first step's checkpoint
+        with torch.no_grad():
+            for p in policy.model.parameters():
+                if p.requires_grad:
+                    p.add_(1.0)  # the restart must not depend on what is in memory
+        resumed = run(2, tmp_path / "resumed")
+        assert all(torch.allclose(straight[k], resumed[k], atol=1e-6) for k in straight)
+        assert any(not torch.equal(straight[k], start[k]) for k in straight)
+    finally:
+        set_peft_model_state_dict(policy.model, start)
+
+
 def test_reasoning_never_reaches_the_seeker(policy, text_env, tmp_path):
     from policies.rlff.policy import RLFFPolicy
 
