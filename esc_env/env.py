@@ -24,8 +24,9 @@ class ESCEnv(gym.Env):
     A help-seeker, played by an LLM from a persona (a problem, an emotion, an initial
     intensity, private background facts revealed gradually, style traits), opens the
     conversation.  At every step the agent chooses a support strategy (and/or writes the
-    utterance), the seeker answers, and an LLM judge estimates the seeker's emotional
-    intensity on ESConv's 1-5 survey scale.  The reward comes from how that intensity moves.
+    utterance), the seeker answers, and a judge estimates the seeker's emotional intensity on
+    ESConv's 1-5 survey scale (by default a small model trained on ESConv seekers' own ratings,
+    or a prompted LLM judge: see `affect_judge`).  The reward comes from how that intensity moves.
 
     Every LLM call goes through one shared backend (``"embedded"``: SmolLM2-135M-Instruct,
     shipped with the package), or one per role.  ``gymnasium.make_vec`` gives the batched
