@@ -430,6 +430,6 @@ def test_cli_evaluates_a_saved_rlff_policy_in_the_text_env(policy, tmp_path, cap
     episodes = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
     assert len(episodes) == 2
     for ep in episodes:
-        for t in ep["turns"]:
+        for t in ep["episode"]["turns"]:
             assert THINK_OPEN not in t["text"] and THINK_CLOSE not in t["text"]
     assert "AffectJudge" in json.loads((run / "run.json").read_text())["affect_judge"]
