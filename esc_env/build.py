@@ -51,7 +51,10 @@ def check_affect_judge(spec: Any, affect_design: str | None = None) -> None:
         if weights:
             from agents.judges.calibrated import CalibratedAffectJudge
 
-            CalibratedAffectJudge.resolve(weights)  # FileNotFoundError listing the shipped weights
+            try:
+                CalibratedAffectJudge.resolve(weights)
+            except FileNotFoundError as e:  # names the shipped weights
+                raise ValueError(f"affect_judge={spec!r}: {e}") from None
 
 
 def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | None = None) -> Any:
@@ -143,6 +146,9 @@ def build_engine(
     if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
         raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
     check_affect_judge(affect_judge, affect_design)
+    if success_threshold is not None and (isinstance(success_threshold, bool) or not isinstance(success_threshold, (int, float))
+                                          or not 1.0 <= float(success_threshold) <= 5.0):
+        raise ValueError(f"success_threshold must be a number in [1, 5] or None, got {success_threshold!r}")
     judges = tuple(judges)
     unknown = [j for j in judges if j not in JUDGE_NAMES]
     if unknown:

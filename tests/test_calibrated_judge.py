@@ -243,12 +243,13 @@ def test_env_affect_judge_prompted_and_design_select_the_llm_judge(backend):
 @pytest.mark.parametrize("bad, match", [
     ("calibratd", "affect_judge must be one of"),
     ("calibrated:no-such-weights", "no calibrated-judge weights"),
+    ("prompted:x", "affect_judge must be one of"),
     (42, "affect_judge must be one of"),
 ])
 def test_env_rejects_bad_affect_judge(backend, bad, match):
     from esc_env.env import ESCEnv
 
-    with pytest.raises((ValueError, TypeError, FileNotFoundError), match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         ESCEnv(backend, affect_judge=bad)
 
 

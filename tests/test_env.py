@@ -181,6 +181,9 @@ def test_constructor_errors(backend):
         make(backend, judges=("affect", "vibes"))
     with pytest.raises(ValueError, match="strategy set"):
         make(backend, strategies="nope")
+    for bad in ("x", 0.5, 6, True):
+        with pytest.raises(ValueError, match="success_threshold"):
+            make(backend, success_threshold=bad)
 
 
 def test_render_ansi(backend):
