@@ -73,10 +73,10 @@ def main() -> None:
     print(f"{'runner':<34}{'seconds':>10}{'env-steps/s':>14}")
     print(f"{'single envs, one by one':<34}{t_seq:>10.2f}{env_steps / t_seq:>14.3f}")
     print(f"{'vector env (one call per role)':<34}{t_vec:>10.2f}{env_steps / t_vec:>14.3f}")
-    print(f"{'  of which inside backend calls':<34}{in_backend:>10.2f}{env_steps / in_backend:>14.3f}")
+    print(f"{'  of which inside model calls':<34}{in_backend:>10.2f}{env_steps / in_backend:>14.3f}")
     print(f"speed-up vector / sequential: {t_seq / t_vec:.2f}x")
-    print(f"vector env / raw batched backend calls: {(env_steps / t_vec) / (env_steps / in_backend):.3f} of the limit")
-    print(f"time outside backend calls: {100 * (t_vec - in_backend) / t_vec:.2f}% of a step")
+    print(f"vector env / raw batched model calls: {(env_steps / t_vec) / (env_steps / in_backend):.3f} of the limit")
+    print(f"time outside model calls: {100 * (t_vec - in_backend) / t_vec:.2f}% of a step")
     print(f"generated tokens in the vector run: {tokens} ({tokens / t_vec:.1f} tokens/s)")
 
 

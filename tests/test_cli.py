@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.synthetic_esconv import canonical_layout_sample
+
 from esc_env.cli import build_parser, load_config, main
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "tests" / "data" / "canonical_layout_sample.json"
+SAMPLE = canonical_layout_sample()
 CONFIGS = REPO / "examples" / "configs"
 STAGE = ["--env-id", "esc_env/ESCStage-v0", "--no-progress"]
 

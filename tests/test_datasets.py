@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.synthetic_esconv import canonical_layout_sample
+
 from agents.strategies import ESCONV
 from esc_env.datasets import (
     DatasetError,
@@ -19,7 +21,7 @@ from esc_env.datasets import (
 )
 
 DATA = Path(__file__).parent / "data"
-CANONICAL = DATA / "canonical_layout_sample.json"
+CANONICAL = canonical_layout_sample()
 EXTES = DATA / "extes_sample.json"
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.synthetic_esconv import canonical_layout_sample
+
 from esc_env.evaluation import metrics as M
 from esc_env.evaluation.interactive import evaluate_policy, make_eval_envs, run_episodes, unbatch_info
 from esc_env.evaluation.policies import PolicySpecError, load_policy, policy_slug
@@ -25,7 +27,7 @@ from esc_env.evaluation.reference import (
 from policies.baselines import FixedStrategyPolicy, RandomPolicy, dialogue_turns
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "tests" / "data" / "canonical_layout_sample.json"
+SAMPLE = canonical_layout_sample()
 STAGE = "esc_env/ESCStage-v0"
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.synthetic_esconv import canonical_layout_sample
 import yaml
 
 from agents.personas import (
@@ -231,7 +233,7 @@ def test_reveals_facts():
 
 
 def test_pick_opening_and_background_on_canonical_sample():
-    a, b = load_esconv(DATA / "canonical_layout_sample.json")
+    a, b = load_esconv(canonical_layout_sample())
     assert pick_opening(a.turns) == a.turns[2].text  # "hi" is skipped
     assert pick_opening(b.turns) == b.turns[0].text
     bg = pick_background(a.turns, pick_opening(a.turns))
@@ -247,7 +249,7 @@ def test_guess_emotion():
 
 # ----------------------------------------------------------------------------- corpora
 def test_personas_from_canonical_esconv_file():
-    a, b = personas_from_esconv(DATA / "canonical_layout_sample.json")
+    a, b = personas_from_esconv(canonical_layout_sample())
     assert a.id == "esconv:canonical_layout_sample/0" and a.source == "esconv:canonical_layout_sample"
     assert (a.emotion_type, a.problem_type, a.initial_intensity) == ("anxiety", "job crisis", 4)
     assert a.opening.startswith("My boss hinted at layoffs")
@@ -255,7 +257,7 @@ def test_personas_from_canonical_esconv_file():
 
 
 def test_missing_intensity_defaults_to_4(tmp_path):
-    recs = json.loads((DATA / "canonical_layout_sample.json").read_text(encoding="utf-8"))
+    recs = json.loads((canonical_layout_sample()).read_text(encoding="utf-8"))
     recs[1]["survey_score"] = {}
     path = tmp_path / "nosurvey.json"
     path.write_text(json.dumps(recs), encoding="utf-8")
@@ -353,7 +355,7 @@ def test_from_source_forms(tmp_path, bank):
     assert PersonaBank.from_source(bank) is bank
     extes = PersonaBank.from_source(f"extes:{DATA / 'extes_sample.json'}")
     assert len(extes) == 3
-    canon = PersonaBank.from_source(f"esconv:{DATA / 'canonical_layout_sample.json'}")
+    canon = PersonaBank.from_source(f"esconv:{canonical_layout_sample()}")
     assert len(canon) == 2
 
 

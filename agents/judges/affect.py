@@ -238,28 +238,27 @@ def _digits(name: str, calibrate: bool) -> LabelDesign:
     )
 
 
-def _words(name: str, calibrate: bool) -> LabelDesign:
+def _emotion_word_design(name: str, calibrate: bool, system: str, user: str, prefix: str, description: str) -> LabelDesign:
+    """A design whose labels are the emotion words, each worth its group's intensity."""
     return LabelDesign(
         name=name,
-        system=P.AFFECT_WORDS_SYSTEM,
-        user=P.AFFECT_WORDS_USER,
-        prefix=P.AFFECT_WORDS_PREFIX,
+        system=system,
+        user=user,
+        prefix=prefix,
         labels=tuple((f" {w}", float(k)) for k, words in EMOTION_WORDS.items() for w in words),
         calibrate=calibrate,
-        description="emotion words in five intensity groups, expected group" + (" (calibrated)" if calibrate else ""),
+        description=description + (" (calibrated)" if calibrate else ""),
     )
+
+
+def _words(name: str, calibrate: bool) -> LabelDesign:
+    return _emotion_word_design(name, calibrate, P.AFFECT_WORDS_SYSTEM, P.AFFECT_WORDS_USER, P.AFFECT_WORDS_PREFIX,
+                                "emotion words in five intensity groups, expected group")
 
 
 def _self_words(name: str, calibrate: bool) -> LabelDesign:
-    return LabelDesign(
-        name=name,
-        system=P.AFFECT_SELF_SYSTEM,
-        user=P.AFFECT_SELF_USER,
-        prefix=P.AFFECT_SELF_PREFIX,
-        labels=tuple((f" {w}", float(k)) for k, words in EMOTION_WORDS.items() for w in words),
-        calibrate=calibrate,
-        description="first-person 'right now I feel' + the emotion words, expected group" + (" (calibrated)" if calibrate else ""),
-    )
+    return _emotion_word_design(name, calibrate, P.AFFECT_SELF_SYSTEM, P.AFFECT_SELF_USER, P.AFFECT_SELF_PREFIX,
+                                "first-person 'right now I feel' + the emotion words, expected group")
 
 
 def _yesno(name: str, calibrate: bool) -> LabelDesign:
