@@ -18,9 +18,10 @@ LangChain chat models are wrapped in code: ``LangChainBackend(chat_model)``.
 
 from __future__ import annotations
 
-from .base import Completion, GenerationParams, LLMBackend, ScoreResult, Usage
+from .base import BackendError, Completion, GenerationParams, LLMBackend, ScoreResult, Usage
 
 __all__ = [
+    "BackendError",
     "Completion",
     "GenerationParams",
     "LLMBackend",

@@ -24,6 +24,15 @@ Conversation = Sequence[Message]
 VALID_ROLES = ("system", "user", "assistant")
 
 
+class BackendError(RuntimeError):
+    """A backend that cannot serve: a server that cannot be reached or died, an engine that
+    failed to start, a model that cannot be loaded.  The message names the spec or URL.
+
+    The command line prints such an error as one line; subclasses add details
+    (:class:`agents.backends.openai_backend.BackendRequestError`).
+    """
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling settings for :meth:`LLMBackend.generate`.
@@ -31,6 +40,11 @@ class GenerationParams:
     ``temperature == 0`` means greedy decoding (deterministic on every backend that
     supports it).  ``seed`` makes sampling reproducible where the backend allows it.
     ``n`` asks for several completions of each conversation.
+
+    Repetition controls (each backend maps what it supports and documents what it ignores):
+    ``repetition_penalty`` (1.0 = off; multiplicative, as in transformers and vLLM),
+    ``frequency_penalty`` and ``presence_penalty`` (0.0 = off; additive, as in the OpenAI API
+    and vLLM, range [-2, 2]), ``no_repeat_ngram_size`` (0 = off; transformers only).
     """
 
     max_new_tokens: int = 64
@@ -39,6 +53,10 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -49,6 +67,16 @@ class GenerationParams:
             raise ValueError(f"GenerationParams.top_p must be in (0, 1], got {self.top_p!r}")
         if not isinstance(self.n, int) or self.n < 1:
             raise ValueError(f"GenerationParams.n must be a positive int, got {self.n!r}")
+        if not (self.repetition_penalty > 0.0):
+            raise ValueError(f"GenerationParams.repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if not (-2.0 <= value <= 2.0):
+                raise ValueError(f"GenerationParams.{name} must be in [-2, 2], got {value!r}")
+        if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
+            raise ValueError(
+                f"GenerationParams.no_repeat_ngram_size must be an int >= 0, got {self.no_repeat_ngram_size!r}"
+            )
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import openai
 
-from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
+from .base import BackendError, Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
 
 #: HTTP statuses that are retried (besides connection errors and timeouts).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -48,7 +48,7 @@ MAX_TOP_LOGPROBS = 20
 ChatTemplateLike = Any
 
 
-class BackendRequestError(RuntimeError):
+class BackendRequestError(BackendError):
     """A request failed for good (retries exhausted or a non-retryable answer).
 
     Attributes:
