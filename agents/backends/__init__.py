@@ -10,8 +10,15 @@ spec                                        backend
 ``hf:/path/to/model``                       :class:`TransformersBackend` on a local folder
 ``openai:http://127.0.0.1:8000/v1#model``   :class:`OpenAICompatibleBackend`; several URLs
                                             separated by ``,`` spread the requests
-``vllm:Qwen/Qwen2.5-7B-Instruct``           :class:`VLLMBackend` (in-process ``vllm.LLM``)
+``vllm:embedded``                            :class:`VLLMBackend` (in-process ``vllm.LLM``) on
+                                            the embedded model's safetensors folder
+``vllm:/path/or/hub-id?dtype=bfloat16&...``  :class:`VLLMBackend` on a folder or hub id; engine
+                                            options after ``?`` (``&``-separated, see
+                                            :data:`~agents.backends.vllm_backend.ENGINE_OPTIONS`)
 ==========================================  ==============================================
+
+Keyword arguments of ``make_backend`` (e.g. a config's backend options) go to the backend's
+constructor; for ``vllm:`` they override the same engine options given in the spec.
 
 LangChain chat models are wrapped in code: ``LangChainBackend(chat_model)``.
 """
@@ -35,7 +42,7 @@ __all__ = [
     "load_embedded_backend",
 ]
 
-SPEC_HELP = "embedded | hf:/path/to/model | openai:URL[,URL...]#model-name | vllm:MODEL"
+SPEC_HELP = "embedded | hf:/path/to/model | openai:URL[,URL...]#model-name | vllm:embedded | vllm:MODEL[?option=value&...]"
 
 
 def make_backend(spec: "str | LLMBackend", **kwargs) -> LLMBackend:
@@ -63,9 +70,14 @@ def make_backend(spec: "str | LLMBackend", **kwargs) -> LLMBackend:
             raise ValueError(f"backend spec {spec!r}: name the served model after '#', e.g. openai:http://127.0.0.1:8000/v1#my-model")
         return OpenAICompatibleBackend(base_urls=[u for u in urls.split(",") if u], model=model, **kwargs)
     if kind == "vllm" and rest:
-        from .vllm_backend import VLLMBackend
+        from .vllm_backend import VLLMBackend, parse_engine_options
 
-        return VLLMBackend(rest, **kwargs)
+        model, _, query = rest.partition("?")
+        if not model.strip():
+            raise ValueError(f"backend spec {spec!r}: name the model after 'vllm:' ({SPEC_HELP})")
+        options = parse_engine_options(spec, query)
+        options.update(kwargs)
+        return VLLMBackend(model.strip(), **options)
     raise ValueError(f"unknown backend spec {spec!r}; expected {SPEC_HELP}")
 
 

@@ -1,0 +1,193 @@
+"""A real ``vllm serve`` on 127.0.0.1 for the vLLM tests (and the vLLM benchmark).
+
+``vllm_server`` is a session-scoped pytest fixture: it starts ``vllm serve <embedded model
+folder> --host 127.0.0.1 --port N`` once per test session, waits (bounded) until
+``/v1/models`` answers, yields a :class:`VLLMServer` (``.base_url`` is
+``http://127.0.0.1:N/v1``, the served model is named :data:`MODEL_ALIAS`) and stops it at the
+end.  Import it in a test module (``from tests.vllm_server import vllm_server``).
+
+The ``vllm`` executable is ``$ESC_ENV_VLLM`` if set, else the one next to this Python, else
+``.venv-vllm/bin/vllm`` (made by ``bash .ci/setup-venv vllm``).  Without one the fixture
+skips, unless ``ESC_ENV_REQUIRE_VLLM=1`` (CI sets it), where it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.llama_server import free_port
+
+MODEL_ALIAS = "smollm2"
+REPO = Path(__file__).resolve().parents[1]
+
+#: what vLLM's CPU build needs on a small machine (see agents/backends/vllm_backend.py)
+CPU_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CPU_OMP_THREADS_BIND": f"0-{max(1, os.cpu_count() or 1) - 1}",
+    "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+}
+
+
+def vllm_executable() -> str | None:
+    """The ``vllm`` command to run, or ``None`` when there is none (see the module doc)."""
+    if os.environ.get("ESC_ENV_VLLM"):
+        return os.environ["ESC_ENV_VLLM"]
+    for cand in (Path(sys.executable).parent / "vllm", REPO / ".venv-vllm" / "bin" / "vllm"):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    return shutil.which("vllm") if os.environ.get("ESC_ENV_VLLM_FROM_PATH") else None
+
+
+def require_vllm(what: str) -> None:
+    """Skip (or, with ``ESC_ENV_REQUIRE_VLLM=1``, fail) because vLLM is missing for ``what``."""
+    msg = f"{what}: vLLM is not installed here (bash .ci/setup-venv vllm, then run with .venv-vllm/bin/python)"
+    if os.environ.get("ESC_ENV_REQUIRE_VLLM") == "1":
+        pytest.fail(msg + " and ESC_ENV_REQUIRE_VLLM=1", pytrace=False)
+    pytest.skip(msg)
+
+
+class VLLMServer:
+    """A ``vllm serve`` subprocess (in its own process group, so that a stop takes the engine too).
+
+    Args:
+        model_path: the model folder.
+        port: TCP port (default: a free one).
+        max_model_len: context length.
+        startup_timeout: seconds to wait for ``/v1/models`` before giving up.
+        prefix_caching: ``--enable-prefix-caching`` (default) or ``--no-enable-prefix-caching``.
+        extra_args: more ``vllm serve`` options.
+    """
+
+    def __init__(self, model_path: str | Path, port: int | None = None, max_model_len: int = 2048,
+                 startup_timeout: float = 600.0, prefix_caching: bool = True,
+                 extra_args: list[str] | None = None) -> None:
+        self.model_path = str(model_path)
+        self.port = port or free_port()
+        self.max_model_len = max_model_len
+        self.startup_timeout = startup_timeout
+        self.prefix_caching = prefix_caching
+        self.extra_args = list(extra_args or [])
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.proc: subprocess.Popen | None = None
+        self.startup_seconds: float | None = None
+        self._log = None
+
+    def command(self) -> list[str]:
+        exe = vllm_executable()
+        if exe is None:
+            raise RuntimeError("no vllm executable: run `bash .ci/setup-venv vllm` or set ESC_ENV_VLLM")
+        return [
+            exe, "serve", self.model_path,
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--served-model-name", MODEL_ALIAS,
+            "--dtype", "float32",
+            "--max-model-len", str(self.max_model_len),
+            "--enforce-eager",
+            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
+            "--disable-log-stats",
+            *self.extra_args,
+        ]
+
+    def start(self) -> "VLLMServer":
+        cmd = self.command()
+        env = {**os.environ, **{k: os.environ.get(k, v) for k, v in CPU_ENV.items()}}
+        env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the server runs its engine in its own process
+        self._log = tempfile.NamedTemporaryFile(prefix="vllm-serve-", suffix=".log", delete=False)
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
+        deadline = t0 + self.startup_timeout
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"vllm serve exited with code {code} before answering:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=5) as r:
+                    if r.status == 200 and json.loads(r.read()).get("data"):
+                        self.startup_seconds = time.monotonic() - t0
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"vllm serve did not answer {self.base_url}/models within {self.startup_timeout:g} s:\n{tail}")
+            time.sleep(0.5)
+
+    def log_tail(self, n: int = 3000) -> str:
+        if self._log is None:
+            return ""
+        try:
+            return Path(self._log.name).read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL the server and its engine process at once (a crash, not a shutdown)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL after 20 s.  Safe to call twice."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=20)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            try:  # the engine process may outlive the API server by a moment
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            try:
+                os.unlink(self._log.name)
+            except OSError:
+                pass
+            self._log = None
+
+    def __enter__(self) -> "VLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_embedded_server(**kw) -> VLLMServer:
+    """A started :class:`VLLMServer` on the embedded model's safetensors folder."""
+    if vllm_executable() is None:
+        require_vllm("vllm serve")
+    from agents.backends.embedded import embedded_model_dir
+
+    return VLLMServer(embedded_model_dir(), **kw).start()
+
+
+@pytest.fixture(scope="session")
+def vllm_server():
+    """A running ``vllm serve`` on the embedded model, shared by the session."""
+    server = start_embedded_server()
+    try:
+        yield server
+    finally:
+        server.stop()
