@@ -1,6 +1,8 @@
-"""Faults, load and secrets against a real llama.cpp server on 127.0.0.1.
+"""Faults, load and secrets against a real llama.cpp server and a real ``vllm serve`` on 127.0.0.1.
 
-Each fault test starts its own server (it gets killed), on the embedded GGUF.
+Each fault test starts its own server (it gets killed), on the embedded model (the GGUF for
+llama.cpp, its safetensors folder for vLLM).  The vLLM test is marked ``vllm`` and runs in
+``.venv-vllm`` (``bash .ci/setup-venv vllm``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ import pytest
 from esc_env.recording import read_episodes
 from esc_env.vector import ESCVectorEnv
 
-pytestmark = [
-    pytest.mark.server,
-    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                       reason="llama-cpp-python[server] is not installed (pip install 'esc-env[test]')"),
-]
+pytestmark = [pytest.mark.server]
+needs_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                 reason="llama-cpp-python[server] is not installed (pip install 'esc-env[test]')")
 
 GREEDY = {"temperature": 0.0, "max_new_tokens": 8}
 #: every role, the affect judge included, goes through the server
@@ -40,6 +40,7 @@ def _backend(url: str, **kw):
     return OpenAICompatibleBackend([url], "smollm2", chat_template="embedded", **kw)
 
 
+@needs_llama
 def test_short_outage_is_ridden_out_and_long_one_fails_clearly(tmp_path):
     from agents.backends.openai_backend import BackendRequestError
     from tests.llama_server import LlamaServer
@@ -80,6 +81,7 @@ def test_short_outage_is_ridden_out_and_long_one_fails_clearly(tmp_path):
         server.stop()
 
 
+@needs_llama
 def test_mcts_survives_a_server_kill_and_resumes_to_the_same_trees(tmp_path):
     """Kill the server mid-search: the search stops with a clear error, the finished tree is on
     disk and readable; after a restart the search resumes and gives the trees of an
@@ -119,6 +121,7 @@ def test_mcts_survives_a_server_kill_and_resumes_to_the_same_trees(tmp_path):
         server.stop()
 
 
+@needs_llama
 @pytest.mark.slow
 def test_load_64_conversations_bounded_and_unmixed():
     """64 conversations through one vector env: every request answered, none mixed, bound respected."""
@@ -144,6 +147,7 @@ def test_load_64_conversations_bounded_and_unmixed():
         server.stop()
 
 
+@needs_llama
 def test_api_key_never_reaches_run_records(tmp_path, monkeypatch):
     """The key comes from the environment and is written nowhere: not in transcripts, names or errors."""
     secret = "sk-esc-env-test-SECRET-0123456789"
@@ -166,3 +170,75 @@ def test_api_key_never_reaches_run_records(tmp_path, monkeypatch):
     with pytest.raises(BackendRequestError) as err:
         _backend(server.base_url, max_retries=0, timeout=2).generate([[{"role": "user", "content": "hi"}]])
     assert secret not in str(err.value)
+
+
+def _rounded(tree_json: str) -> str:
+    """A tree's JSON with every float rounded to 6 significant digits (see the vLLM test)."""
+    def walk(x):
+        if isinstance(x, float):
+            return float(f"{x:.6g}")
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+
+    return json.dumps(walk(json.loads(tree_json)), sort_keys=True)
+
+
+@pytest.mark.vllm
+def test_killed_vllm_serve_mid_rollout_loses_no_finished_work_and_resumes_equal(tmp_path):
+    """``vllm serve`` SIGKILLed (server and engine) in the middle of a batched MCTS run.
+
+    Finished episodes and the finished tree stay on disk and readable; the search stops with
+    one clear error naming the URL; on a restarted server the search resumes to the trees of
+    an uninterrupted run.  Greedy decoding; prefix caching off on this server, so that a
+    restarted server computes exactly what the first one did.  Tree values are compared to 6
+    significant digits: vLLM's CPU kernels may round a log-probability differently when the
+    same request is batched with different neighbours (the texts and tree shapes must be
+    identical).
+    """
+    from agents.backends.openai_backend import BackendRequestError
+    from esc_env.env import ESCEnv
+    from policies.aflow import BatchedMCTS, MCTSConfig, Tree
+    from tests.vllm_server import VLLMServer, start_embedded_server
+
+    def env_on(url, **kw):
+        return ESCEnv(_backend(url, **kw), personas="builtin", max_turns=2, seeker_params=GREEDY,
+                      supporter_params=GREEDY, **ON_SERVER)
+
+    cfg = MCTSConfig(n_simulations=2, max_depth=2, trees_per_batch=1)
+    starts = [(None, 0), (None, 1)]
+    server = start_embedded_server(prefix_caching=False, max_model_len=1024)
+    try:
+        record = tmp_path / "episodes.jsonl"
+        venv = ESCVectorEnv(2, _backend(server.base_url, timeout=120), max_turns=1, record_path=str(record),
+                            seeker_params=GREEDY, supporter_params=GREEDY, **ON_SERVER)
+        venv.reset(seed=0)
+        venv.step(np.array([0, 1]))
+        before = list(read_episodes(record))
+        assert len(before) == 2
+
+        full = BatchedMCTS(env_on(server.base_url, timeout=120), cfg).run(starts, tmp_path / "full")
+        crash = tmp_path / "crash"
+
+        def kill_after_first_tree():
+            while not list(crash.glob("*.json")):
+                time.sleep(0.02)
+            server.kill()
+
+        killer = threading.Thread(target=kill_after_first_tree)
+        killer.start()
+        with pytest.raises(BackendRequestError, match=f"127.0.0.1:{server.port}"):
+            BatchedMCTS(env_on(server.base_url, max_retries=1, backoff=0.1, timeout=10), cfg).run(starts, crash)
+        killer.join()
+        assert server.proc.poll() is not None  # it really died
+        assert list(read_episodes(record)) == before  # no finished episode lost
+        saved = sorted(crash.glob("*.json"))
+        assert len(saved) == 1 and _rounded(Tree.load(saved[0]).to_json()) == _rounded(full[0].to_json())
+
+        server = VLLMServer(server.model_path, port=server.port, prefix_caching=False, max_model_len=1024).start()
+        resumed = BatchedMCTS(env_on(server.base_url, timeout=120), cfg).run(starts, crash)
+        assert [_rounded(t.to_json()) for t in resumed] == [_rounded(t.to_json()) for t in full]
+    finally:
+        server.stop()

