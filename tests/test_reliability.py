@@ -237,6 +237,7 @@ def test_killed_vllm_serve_mid_rollout_loses_no_finished_work_and_resumes_equal(
         saved = sorted(crash.glob("*.json"))
         assert len(saved) == 1 and _rounded(Tree.load(saved[0]).to_json()) == _rounded(full[0].to_json())
 
+        server.stop()  # already dead: this only cleans up
         server = VLLMServer(server.model_path, port=server.port, prefix_caching=False, max_model_len=1024).start()
         resumed = BatchedMCTS(env_on(server.base_url, timeout=120), cfg).run(starts, crash)
         assert [_rounded(t.to_json()) for t in resumed] == [_rounded(t.to_json()) for t in full]
