@@ -17,6 +17,9 @@ if (os.cpu_count() or 1) <= 2:
     torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+
+# the session's vLLM server (registered here so that every module shares one): see tests/vllm_server.py
+from tests.vllm_server import vllm_server  # noqa: E402,F401
 ESCONV_DIR = Path(os.environ.get("ESC_ENV_ESCONV_DIR", REPO.parent / "shared" / "data" / "esconv"))
 
 

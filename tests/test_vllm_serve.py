@@ -1,7 +1,7 @@
 """OpenAICompatibleBackend against a real ``vllm serve`` on 127.0.0.1 (the embedded model).
 
-One server for the session (``tests.vllm_server.vllm_server``).  Scores through the server
-(first token, from ``top_logprobs``) are checked against TransformersBackend's exact ones.
+One server for the session (``vllm_server``, from tests/vllm_server.py via conftest).  The server's log-probabilities
+are checked against TransformersBackend's exact ones on the same weights.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agents.backends import GenerationParams
-from tests.vllm_server import MODEL_ALIAS, vllm_server  # noqa: F401  (the fixture)
+from tests.vllm_server import MODEL_ALIAS
 
 pytestmark = pytest.mark.vllm
 
@@ -19,8 +19,6 @@ CONVS = [
     [{"role": "system", "content": "You answer in one short sentence."},
      {"role": "user", "content": "What do cats like to drink?"}],
 ]
-#: one-token candidates (after the forced prefix), so first-token scores are exact scores
-LABELS = [" sad", " happy", " angry"]
 
 
 def _client(server, **kw):
@@ -53,13 +51,29 @@ def test_generate_batched_seeded_with_stop(vllm_server, backend):
 
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])
 def test_score_via_logprobs_matches_exact_scores(vllm_server, backend, endpoint):
+    """The server's top log-probabilities are the model's (checked against TransformersBackend's
+    exact scores of the same tokens), and ``score`` ranks candidates by them."""
+    import openai
+
+    raw = openai.OpenAI(base_url=vllm_server.base_url, api_key="EMPTY", timeout=300)
+    prompt = backend.render(CONVS[0], "Answer:")
+    top = raw.completions.create(model=MODEL_ALIAS, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=5)
+    alts = sorted(top.choices[0].logprobs.top_logprobs[0].items(), key=lambda kv: -kv[1])
+    tok = backend.tokenizer
+    single = [(t, lp) for t, lp in alts if len(tok.encode(t, add_special_tokens=False)) == 1][:3]
+    assert len(single) >= 2
+    exact = backend.score(CONVS[:1], [t for t, _ in single], assistant_prefix="Answer:").logprobs[0]
+    np.testing.assert_allclose([lp for _, lp in single], exact, atol=2e-3)
+
     kw = {"continue_final_message": True} if endpoint == "chat" else {"chat_template": "embedded"}
     b = _client(vllm_server, **kw)
     try:
-        res = b.score(CONVS, LABELS, assistant_prefix="Feeling:")
+        cands = [single[0][0], single[1][0], " zebra"]
+        res = b.score(CONVS[:1], cands, assistant_prefix="Answer:")
         assert res.method == "first-token" and b.score_endpoint == endpoint
-        exact = backend.score(CONVS, LABELS, assistant_prefix="Feeling:").logprobs
-        np.testing.assert_allclose(res.logprobs, exact, atol=2e-3)
+        # first-token scores add the listed spellings of a candidate: never below the exact value
+        assert res.logprobs[0, 0] >= exact[0] - 2e-3 and res.logprobs[0, 1] >= exact[1] - 2e-3
+        assert res.logprobs[0, 0] > res.logprobs[0, 2] and res.logprobs[0, 1] > res.logprobs[0, 2]
     finally:
         b.close()
 

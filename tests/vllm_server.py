@@ -134,12 +134,15 @@ class VLLMServer:
             time.sleep(0.5)
 
     def log_tail(self, n: int = 3000) -> str:
+        """The log's error lines (the root cause of a failed start is far above its end), then its end."""
         if self._log is None:
             return ""
         try:
-            return Path(self._log.name).read_text(errors="replace")[-n:]
+            text = Path(self._log.name).read_text(errors="replace")
         except OSError:
             return ""
+        errors = [ln for ln in text.splitlines() if "Error" in ln or "error:" in ln or "Killed" in ln][:20]
+        return ("error lines:\n" + "\n".join(errors) + "\n...\n" if errors else "") + text[-n:]
 
     def kill(self) -> None:
         """SIGKILL the server and its engine process at once (a crash, not a shutdown)."""
@@ -188,9 +191,27 @@ def start_embedded_server(**kw) -> VLLMServer:
     return VLLMServer(embedded_model_dir(), **kw).start()
 
 
+class RunningServer:
+    """A server somebody else started (``$ESC_ENV_VLLM_URL``): used, never stopped."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.port = int(self.base_url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="session")
 def vllm_server():
-    """A running ``vllm serve`` on the embedded model, shared by the session."""
+    """A running vLLM server on the embedded model, shared by the session.
+
+    With ``ESC_ENV_VLLM_URL=http://127.0.0.1:PORT/v1`` the tests use that server instead of
+    starting one (it must serve the embedded model as :data:`MODEL_ALIAS`).
+    """
+    if os.environ.get("ESC_ENV_VLLM_URL"):
+        yield RunningServer(os.environ["ESC_ENV_VLLM_URL"])
+        return
     server = start_embedded_server()
     try:
         yield server
