@@ -11,8 +11,9 @@ Run it in the vLLM venv (``bash .ci/setup-venv vllm``), from the repository root
 
     PYTHONPATH=$PWD .venv-vllm/bin/python benchmarks/vllm_throughput.py --num-envs 8 --steps 2
 
-Each engine is dropped before the next starts (one at a time in memory); the server runs
-last, as a separate process.
+Each engine is dropped before the next starts (one at a time in memory); the server is a
+separate process.  Order: vLLM on, vLLM off, transformers, server, then the N single envs (the
+longest part); each result is logged (``ROW ...``, ``single env i/N``) as soon as it is known.
 """
 
 from __future__ import annotations
@@ -108,10 +109,7 @@ def main() -> None:
     on.generate([[{"role": "user", "content": "Hi"}]])  # warm-up
     t_on = run_vector(on, args, actions)
     rows.append(("vLLM in-process, prefix caching on", t_on))
-    if "sequential" not in skip:
-        t_seq = run_sequential(on, args, actions)
-        rows.append((f"  {args.num_envs} single envs one by one (same engine)", t_seq))
-        notes.append(f"vector env / {args.num_envs} sequential envs on in-process vLLM: {t_seq / t_on:.2f}x")
+    log(f"ROW vLLM in-process, prefix caching on: {t_on:.2f} s, {env_steps / t_on:.3f} env-steps/s")
     del on
     shutdown_engines()
     gc.collect()
@@ -122,6 +120,7 @@ def main() -> None:
         off = make_backend(f"vllm:embedded?kv_cache_gb={args.kv_cache_gb:g}&enable_prefix_caching=false")
         off.generate([[{"role": "user", "content": "Hi"}]])
         rows.append(("vLLM in-process, prefix caching off", run_vector(off, args, actions)))
+        log(f"ROW {rows[-1][0]}: {rows[-1][1]:.2f} s, {env_steps / rows[-1][1]:.3f} env-steps/s")
         del off
         shutdown_engines()
         gc.collect()
@@ -132,6 +131,7 @@ def main() -> None:
         tf = make_backend("embedded")
         tf.generate([[{"role": "user", "content": "Hi"}]])
         rows.append(("TransformersBackend (embedded)", run_vector(tf, args, actions)))
+        log(f"ROW {rows[-1][0]}: {rows[-1][1]:.2f} s, {env_steps / rows[-1][1]:.3f} env-steps/s")
         del tf
         gc.collect()
 
@@ -150,9 +150,22 @@ def main() -> None:
                                              max_in_flight=max(16, 4 * args.num_envs))
             client.generate([[{"role": "user", "content": "Hi"}]])
             rows.append(("vllm serve + OpenAICompatibleBackend", run_vector(client, args, actions)))
+            log(f"ROW {rows[-1][0]}: {rows[-1][1]:.2f} s, {env_steps / rows[-1][1]:.3f} env-steps/s")
             client.close()
         finally:
             server.stop()
+
+    # 5. the same episodes on N single envs, one after the other, on in-process vLLM (the
+    #    longest part, last: its per-env times are logged as they come)
+    if "sequential" not in skip:
+        log("starting the in-process engine again for the single envs (prefix caching on)")
+        on = make_backend(f"vllm:embedded?kv_cache_gb={args.kv_cache_gb:g}&enable_prefix_caching=true")
+        on.generate([[{"role": "user", "content": "Hi"}]])
+        t_seq = run_sequential(on, args, actions)
+        rows.append((f"  {args.num_envs} single envs one by one, vLLM in-process", t_seq))
+        notes.append(f"vector env / {args.num_envs} sequential envs on in-process vLLM: {t_seq / t_on:.2f}x")
+        del on
+        shutdown_engines()
 
     print()
     print(f"machine: {cpu_name()}, {__import__('os').cpu_count()} logical CPUs; vllm {vllm.__version__}")

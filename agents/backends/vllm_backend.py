@@ -222,9 +222,7 @@ class VLLMBackend(LLMBackend):
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len = int(llm.llm_engine.model_config.max_model_len) if hasattr(llm, "llm_engine") else None
-        self._has_token_ids = "logprob_token_ids" in getattr(vllm.SamplingParams, "__struct_fields__", ()) or hasattr(
-            vllm.SamplingParams(), "logprob_token_ids"
-        )
+        self._has_token_ids = hasattr(vllm.SamplingParams(), "logprob_token_ids")
         self._lock = threading.Lock()  # vllm.LLM is not thread-safe
 
     # ---- helpers ------------------------------------------------------------------
