@@ -126,11 +126,12 @@ def _cpu_environment(kv_cache_gb: float | None) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-def get_engine(model: str, **options) -> Any:
+def get_engine(model: str, name: str | None = None, **options) -> Any:
     """The process's ``vllm.LLM`` for ``model`` with ``options``, built on first use.
 
     Args:
         model: a local folder (resolved already) or a hub id.
+        name: what error messages call it (default ``vllm:MODEL``), e.g. the spec.
         **options: ``vllm.LLM`` keyword arguments, plus ``kv_cache_gb`` (the CPU KV cache,
             GiB; on a GPU use ``gpu_memory_utilization``).
 
@@ -151,7 +152,9 @@ def get_engine(model: str, **options) -> Any:
         try:
             llm = vllm.LLM(model=model, **options)
         except Exception as e:  # vLLM raises many kinds; the caller needs one
-            raise BackendError(f"vllm:{model}: the vLLM engine could not start: {type(e).__name__}: {_one_line(e)}") from e
+            raise BackendError(
+                f"{name or 'vllm:' + model}: the vLLM engine could not start: {type(e).__name__}: {_one_line(e)}"
+            ) from e
         _ENGINES[key] = llm
         return llm
 
@@ -218,7 +221,7 @@ class VLLMBackend(LLMBackend):
             path = resolve_model(self.model)
             if self.model == "embedded":
                 engine_options.setdefault("dtype", "float32")
-            llm = get_engine(path, **engine_options)
+            llm = get_engine(path, name=self.name, **engine_options)
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len = int(llm.llm_engine.model_config.max_model_len) if hasattr(llm, "llm_engine") else None
