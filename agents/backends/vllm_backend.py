@@ -14,7 +14,10 @@ about a minute instead of several), the KV cache size ``VLLM_CPU_KVCACHE_SPACE``
 ``VLLM_CPU_NUM_OF_RESERVED_CPU=0``; by default vLLM keeps one core back) and
 ``VLLM_ENABLE_V1_MULTIPROCESSING=0``: the engine core runs in this process instead of a
 spawned one, so a backend can be built anywhere (a test worker, a module without an
-``if __name__ == "__main__":`` guard) and a crash surfaces as an exception here.
+``if __name__ == "__main__":`` guard) and a crash surfaces as an exception here.  For
+throughput, set ``VLLM_ENABLE_V1_MULTIPROCESSING=1`` in a script guarded by ``if __name__ ==
+"__main__":``: the engine core then runs in its own process and overlaps with the caller's
+Python (measured here: an 8-env step 1.64x faster, engine start-up slower; see the README).
 """
 
 from __future__ import annotations
