@@ -79,6 +79,7 @@ import numpy as np
 
 from ..dialogue import Turn
 from .encoders import TextEncoder, make_encoder
+from .politeness import strip_politeness
 
 MIN_LEVEL, MAX_LEVEL, NEUTRAL_LEVEL = 1.0, 5.0, 3.0
 
@@ -111,11 +112,15 @@ class FeatureConfig:
             text per step); features are ``[mean of the K vectors, vector of the last one]``
             (``2 * dim`` features).
         max_chars_per_turn: each utterance is cut to this many characters first.
+        strip_politeness: remove thanks, greetings and goodbyes from every utterance first
+            (:func:`~agents.judges.politeness.strip_politeness`); an utterance that was only
+            politeness is skipped, so the judge reads the last K utterances with content.
     """
 
     last_seeker_turns: int = 2
     mode: FeatureMode = "concat"
     max_chars_per_turn: int = 500
+    strip_politeness: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.last_seeker_turns, int) or self.last_seeker_turns < 1:
@@ -124,10 +129,14 @@ class FeatureConfig:
             raise ValueError(f"mode must be 'concat' or 'turns', got {self.mode!r}")
         if self.max_chars_per_turn < 1:
             raise ValueError(f"max_chars_per_turn must be >= 1, got {self.max_chars_per_turn}")
+        if not isinstance(self.strip_politeness, bool):
+            raise ValueError(f"strip_politeness must be a bool, got {self.strip_politeness!r}")
 
     def utterances(self, turns: Sequence[Turn]) -> list[str]:
         """The last K non-blank seeker utterances, whitespace-normalised and cut (may be empty)."""
         said = [" ".join(str(t.text).split()) for t in turns if t.speaker == "seeker"]
+        if self.strip_politeness:
+            said = [strip_politeness(s) for s in said]
         said = [s[: self.max_chars_per_turn] for s in said if s]
         return said[-self.last_seeker_turns :]
 
