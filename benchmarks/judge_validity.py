@@ -99,12 +99,19 @@ def _affect_factory(design: str) -> Callable[[Any], Any]:
     return build
 
 
-def _calibrated_factory(weights: str) -> Callable[[Any], Any]:
+def _calibrated_factory(weights: str, strip_politeness: bool | None = None) -> Callable[[Any], Any]:
+    """``strip_politeness``: override what the weights say (``None``: keep it)."""
+
     def build(backend):
+        from dataclasses import replace
+
         from agents.judges.calibrated import CalibratedAffectJudge
 
         # the judge reads as many seeker turns as it was trained on (``--seeker-turns`` does not apply)
-        return CalibratedAffectJudge.load(weights, backend=backend)
+        judge = CalibratedAffectJudge.load(weights, backend=backend)
+        if strip_politeness is not None:
+            judge.features = replace(judge.features, strip_politeness=strip_politeness)
+        return judge
 
     return build
 
@@ -117,8 +124,15 @@ def _default_judges() -> list[NamedJudge]:
         from esc_env.build import calibrated_judge_available
 
         if calibrated_judge_available():
+            from agents.judges.calibrated import WEIGHTS_DIR
+
             judges.append(NamedJudge("calibrated-minilm", _calibrated_factory("esconv-minilm"),
                                      "CalibratedAffectJudge, shipped esconv-minilm weights (trained on ESConv train)"))
+            judges.append(NamedJudge("calibrated-minilm-strip", _calibrated_factory("esconv-minilm", strip_politeness=True),
+                                     "esconv-minilm weights reading seeker turns with politeness removed (not retrained)"))
+            if (WEIGHTS_DIR / "esconv-minilm-nopolite").is_dir():
+                judges.append(NamedJudge("calibrated-nopolite", _calibrated_factory("esconv-minilm-nopolite"),
+                                         "CalibratedAffectJudge retrained on ESConv train with politeness removed"))
     except ImportError:
         pass
     return judges

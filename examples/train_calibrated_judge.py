@@ -9,6 +9,10 @@ choice, when ``--eval-valid`` is given.
     python examples/train_calibrated_judge.py                      # search, train, write shipped weights
     python examples/train_calibrated_judge.py --no-search --head ridge --k 2 --alpha 100
     python examples/train_calibrated_judge.py --out /tmp/my-judge --eval-valid
+    # the politeness-free default judge (esconv-minilm-nopolite): the shipped configuration, trained
+    # on seeker turns with thanks, greetings and goodbyes removed
+    python examples/train_calibrated_judge.py --no-search --k 4 --mode concat --head ridge --alpha 3000 \
+        --phase-alpha 10000 --opening-views 2 --strip-politeness --out agents/judges/weights/esconv-minilm-nopolite --eval-valid
 
 ESConv (CC BY-NC 4.0) is read from ``--data-dir`` (default: ``$ESC_ENV_ESCONV_DIR`` or
 ``../shared/data/esconv``); only learned weights are written.
@@ -61,7 +65,7 @@ def stage1(args) -> list[TrainConfig]:
     for k, mode, ov in itertools.product((2, 3, 4, 6), ("concat", "turns"), (1, 2, 3)):
         for alpha, pw in itertools.product(RIDGE_ALPHAS, (0.0, 1.0)):
             p = HeadParams(alpha=alpha, pair_weight=pw, seed=args.seed)
-            out.append(TrainConfig(FeatureConfig(k, mode), "ridge", p, ov, args.end_views, args.opening_seeker_turns, args.folds, args.seed))
+            out.append(TrainConfig(FeatureConfig(k, mode, strip_politeness=args.strip_politeness), "ridge", p, ov, args.end_views, args.opening_seeker_turns, args.folds, args.seed))
     return out
 
 
@@ -85,7 +89,8 @@ def stage2(args, best: list[TrainConfig]) -> list[TrainConfig]:
 
 def describe(c: TrainConfig) -> str:
     p = c.params
-    return (f"K={c.features.last_seeker_turns} {c.features.mode:6s} open_views={c.opening_views} "
+    strip = " strip_politeness" if c.features.strip_politeness else ""
+    return (f"K={c.features.last_seeker_turns} {c.features.mode:6s}{strip} open_views={c.opening_views} "
             f"{c.head:7s} alpha={p.alpha:<6g} pair={p.pair_weight:g} phase_alpha={p.phase_alpha:g}")
 
 
@@ -140,6 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=300, help="optimiser steps of the ordinal/MLP heads (--no-search)")
     ap.add_argument("--opening-views", type=int, default=2, help="openings per dialogue: cut after seeker turn 1..N, labelled with the initial rating (--no-search)")
     ap.add_argument("--end-views", type=int, default=1, help="end views per dialogue labelled with the final rating (1: the whole dialogue)")
+    ap.add_argument("--strip-politeness", action="store_true", help="the judge reads seeker turns without thanks, greetings and goodbyes (agents/judges/politeness.py), in training and in use")
     ap.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds on train")
     ap.add_argument("--seed", type=int, default=0, help="seed of the folds and of head initialisation")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N train dialogues (quick runs)")
@@ -174,7 +180,7 @@ def main(argv=None) -> int:
     else:
         p = HeadParams(alpha=args.alpha, pair_weight=args.pair_weight, phase_alpha=args.phase_alpha, hidden=args.hidden,
                        epochs=args.epochs, seed=args.seed)
-        search.run([TrainConfig(FeatureConfig(args.k, args.mode), args.head, p, args.opening_views, args.end_views,
+        search.run([TrainConfig(FeatureConfig(args.k, args.mode, strip_politeness=args.strip_politeness), args.head, p, args.opening_views, args.end_views,
                                 args.opening_seeker_turns, args.folds, args.seed)])
 
     ranked = search.ranked()
