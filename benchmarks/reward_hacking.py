@@ -313,17 +313,25 @@ def episode_return(
     return total, last, False
 
 
-def judge_transcripts(judge, transcripts: Sequence[Transcript], batch_size: int = 32) -> list[np.ndarray]:
-    """Judged intensity of every prefix of every transcript; one array ``(T_i + 1,)`` each."""
+def judge_transcripts(judge, transcripts: Sequence[Transcript], batch_size: int = 32, every_turn: bool = True) -> list[np.ndarray]:
+    """Judged intensity ``I_0 .. I_T`` of every transcript; one array ``(T_i + 1,)`` each.
+
+    ``every_turn=False`` judges only the opening and the last prefix and fills ``I_1 ..
+    I_{T-1}`` by linear interpolation: the default reward's improvement terms telescope to
+    ``(I_0 - I_T) / 4`` and the other terms do not read the intensity, so every return is
+    exact (not with ``success_threshold``, which reads every step: use ``every_turn``).
+    """
     from benchmarks.judge_validity import run_judge
 
-    flat = [p for tr in transcripts for p in tr.prefixes()]
+    pres = [tr.prefixes() if every_turn else [tr.prefixes()[0], tr.prefixes()[-1]] for tr in transcripts]
+    flat = [p for ps in pres for p in ps]
     values, _ = run_judge(judge, flat, batch_size, seeker_turns=4)
     out, k = [], 0
-    for tr in transcripts:
+    for tr, ps in zip(transcripts, pres):
+        v = values[k : k + len(ps)]
+        k += len(ps)
         n = len(tr.prefixes())
-        out.append(values[k : k + n])
-        k += n
+        out.append(v if every_turn or n < 2 else np.linspace(v[0], v[-1], n))
     return out
 
 
@@ -372,12 +380,13 @@ def play(
     out_path: Path,
     backend: Any = "embedded",
     max_turns: int = 6,
-    play_judge: str = "calibrated",
+    play_judge: str = "calibrated:esconv-minilm",
 ) -> list[Transcript]:
     """Play every policy on every seed in one ``esc_env/ESCText-v0`` vector env; write transcripts.
 
     Each finished episode is appended to ``out_path`` (JSONL) at once, so a crash keeps
-    what was played.  Returns the transcripts in (policy, seed) order.
+    what was played.  ``play_judge`` only fills ``play_intensities`` (a check: the judge
+    ``calibrated-minilm`` re-scoring the transcripts must give the same numbers).  Returns the transcripts in (policy, seed) order.
     """
     import esc_env
     from tqdm import tqdm
@@ -456,7 +465,8 @@ def main(argv: Sequence[str] | None = None, backend=None) -> dict:
     ap.add_argument("--backend", default="embedded", help="backend spec for the seeker (and the prompted judges)")
     ap.add_argument("--out", default="runs/reward_hacking", help="folder for transcripts.jsonl and results.json")
     ap.add_argument("--transcripts", default=None, help="score these transcripts instead of playing")
-    ap.add_argument("--success-threshold", type=float, default=None, help="also end an episode as a success when the judge's intensity is <= this")
+    ap.add_argument("--success-threshold", type=float, default=None, help="also end an episode as a success when the judge's intensity is <= this (implies --every-turn)")
+    ap.add_argument("--every-turn", action="store_true", help="judge every prefix, not only the opening and the end (same returns without --success-threshold; costs T/2 times more)")
     ap.add_argument("--probe-only", action="store_true", help="only the politeness probe (no episodes)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a crowded machine)")
     args = ap.parse_args(argv)
@@ -501,8 +511,12 @@ def main(argv: Sequence[str] | None = None, backend=None) -> dict:
         judge = _build(known[name], backend)
         results["probe"][name] = probe(judge)
         if transcripts:
-            judged = judge_transcripts(judge, transcripts)
+            every = args.every_turn or args.success_threshold is not None
+            judged = judge_transcripts(judge, transcripts, every_turn=every)
             results["judges"][name] = score(judged, transcripts, success_threshold=args.success_threshold)
+            if name == "calibrated-minilm" and every:
+                gap = max(float(np.max(np.abs(v - t.play_intensities))) for v, t in zip(judged, transcripts))
+                print(f"  check: {name} re-scoring vs the env's intensities while playing: max |diff| {gap:.2e}", file=sys.stderr)
         print(f"  {name}: scored in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
 
     if transcripts:

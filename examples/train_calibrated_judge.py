@@ -94,6 +94,17 @@ def describe(c: TrainConfig) -> str:
             f"{c.head:7s} alpha={p.alpha:<6g} pair={p.pair_weight:g} phase_alpha={p.phase_alpha:g}")
 
 
+def warm_cache(encoder, dialogues, features: FeatureConfig, batch: int = 64) -> None:
+    """Encode the texts of ``dialogues`` in batches of ``batch`` (into the encoder's cache), so that
+    ``featurize``'s one big call finds them cached: one padded batch of thousands of 256-token
+    texts would need several GB of activations."""
+    from tqdm import tqdm
+
+    texts = list(dict.fromkeys(t for d in dialogues for t in features.texts(d)))
+    for s in tqdm(range(0, len(texts), batch), desc="encoding", unit="batch", mininterval=10):
+        encoder.encode(texts[s : s + batch])
+
+
 class Searcher:
     """Cross-validates configurations, computing each feature set once."""
 
@@ -107,10 +118,12 @@ class Searcher:
         vkey = (c.features, c.opening_views, c.end_views)
         if vkey not in self._views:
             views = training_views(self.train, c.opening_views, c.end_views)
+            warm_cache(self.encoder, views.dialogues, c.features)
             self._views[vkey] = (views, featurize(views.dialogues, self.encoder, c.features))
         ekey = (c.features, c.opening_seeker_turns)
         if ekey not in self._eval:
             ev = eval_views(self.train, c.opening_seeker_turns)
+            warm_cache(self.encoder, ev.opens + ev.ends, c.features)
             xe = featurize(ev.opens + ev.ends, self.encoder, c.features)
             self._eval[ekey] = (ev, xe[: len(ev.opens)], xe[len(ev.opens):])
         return self._views[vkey] + self._eval[ekey]
@@ -204,6 +217,8 @@ def main(argv=None) -> int:
     judge = CalibratedAffectJudge(encoder, best.features, head, mean, scale, info=info, encoder_kind=args.encoder)
     if args.eval_valid:
         valid = load_esconv("valid", args.data_dir)
+        ev = eval_views(valid, args.opening_seeker_turns)
+        warm_cache(encoder, ev.opens + ev.ends, best.features)
         vm = evaluate_judge(judge, valid, args.opening_seeker_turns)
         judge.info["valid"] = {"opening_seeker_turns": args.opening_seeker_turns, **vm, "note": "measured after selection; not used for it"}
         print("\nvalid split (not used for selection):")
