@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from agents.judges.calibrated import (
-    DEFAULT_WEIGHTS,
     WEIGHTS_DIR,
     CalibratedAffectJudge,
     FeatureConfig,
@@ -144,7 +143,7 @@ class Searcher:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="folder with ESConv train.jsonl/valid.jsonl (default: $ESC_ENV_ESCONV_DIR or ../shared/data/esconv)")
-    ap.add_argument("--out", default=str(WEIGHTS_DIR / DEFAULT_WEIGHTS), help="weights folder to write (default: the shipped esconv-minilm weights)")
+    ap.add_argument("--out", default=str(WEIGHTS_DIR / "esconv-minilm"), help="weights folder to write (default: the shipped esconv-minilm weights; the default judge's are esconv-minilm-nopolite, see above)")
     ap.add_argument("--encoder", choices=("minilm", "backend"), default="minilm", help="frozen text encoder: packaged all-MiniLM-L6-v2, or an LLM backend's mean-pooled hidden states")
     ap.add_argument("--backend", default="embedded", help="backend spec for --encoder backend (e.g. embedded, hf:/path)")
     ap.add_argument("--search", action=argparse.BooleanOptionalAction, default=True, help="cross-validate a grid of features x heads on train and keep the best (default); --no-search trains the one configuration below")

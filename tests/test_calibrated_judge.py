@@ -258,3 +258,31 @@ def test_calibrated_judge_with_prompted_design_is_an_error(backend):
 
     with pytest.raises(ValueError, match="affect_design"):
         ESCEnv(backend, affect_judge="calibrated", affect_design="digits")
+
+
+# ---- the default judge: politeness removed from what it reads (issue 16) -------------------------
+
+
+def test_default_judge_is_the_politeness_free_calibrated_judge(backend):
+    from pathlib import Path
+
+    from esc_env.build import resolve_affect_judge
+
+    auto = resolve_affect_judge("auto", backend)
+    assert isinstance(auto, CalibratedAffectJudge)
+    assert Path(auto.source).name == DEFAULT_WEIGHTS == "esconv-minilm-nopolite"
+    assert auto.features.strip_politeness is True
+    assert resolve_affect_judge("calibrated", backend) is auto
+    old = resolve_affect_judge("calibrated:esconv-minilm", backend)
+    assert old is not auto and old.features.strip_politeness is False
+
+
+def test_default_judge_does_not_read_thanks_greetings_goodbyes(judge):
+    plain = seeker("I lost my job.", "I still feel hopeless about it.")
+    polite = seeker("Hi! I lost my job.", "Thanks. I still feel hopeless about it.", "Thank you so much, bye!")
+    a, b = judge.judge([plain, polite])
+    assert a == b  # what it reads is the same text
+    # the previous default read the same politeness as calm
+    old = CalibratedAffectJudge.load("esconv-minilm", encoder=judge.encoder)
+    a_old, b_old = old.judge([plain, polite])
+    assert b_old < a_old - 0.2, (a_old, b_old)

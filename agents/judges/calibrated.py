@@ -514,6 +514,8 @@ class CalibratedAffectJudge:
         self.encoder_kind = encoder_kind
         #: the LLM backend used (only for ``encoder_kind="backend"``), for usage accounting
         self.backend = getattr(encoder, "backend", None)
+        #: the weights folder it was loaded from (``None`` when built in memory)
+        self.source: str | None = None
 
     # ---- judging -----------------------------------------------------------------
     def texts(self, dialogues: Sequence[Sequence[Turn]]) -> list[list[str]]:
@@ -638,7 +640,7 @@ class CalibratedAffectJudge:
         if kind not in HEADS:
             raise ValueError(f"{folder}: unknown head kind {kind!r}")
         head = HEADS[kind].from_tensors({k[5:]: v for k, v in t.items() if k.startswith("head.")})
-        return cls(
+        judge = cls(
             encoder,
             FeatureConfig(**cfg["features"]),
             head,
@@ -647,10 +649,15 @@ class CalibratedAffectJudge:
             info=cfg.get("info", {}),
             encoder_kind=enc_cfg["kind"],
         )
+        judge.source = str(folder)
+        return judge
 
     def __repr__(self) -> str:
         f = self.features
-        return f"CalibratedAffectJudge(encoder={self.encoder.name!r}, head={self.head.kind!r}, K={f.last_seeker_turns}, mode={f.mode!r})"
+        where = f", weights={Path(self.source).name!r}" if self.source else ""
+        strip = ", strip_politeness=True" if f.strip_politeness else ""
+        return (f"CalibratedAffectJudge(encoder={self.encoder.name!r}, head={self.head.kind!r}, "
+                f"K={f.last_seeker_turns}, mode={f.mode!r}{strip}{where})")
 
 
 # ============================================================================ data views
