@@ -83,6 +83,8 @@ def test_probe_pairs_differ_only_by_politeness():
     for kind, plain, polite in pairs:
         assert kind in bench.PROBE_FORMS and plain != polite
         assert plain[1:] in polite  # the core text is kept (its first letter may be lower-cased)
+        if kind == "unlisted":  # the list really does not know these wordings
+            assert strip_politeness(polite) != plain, polite
 
 
 class _LengthJudge:
@@ -93,13 +95,15 @@ class _LengthJudge:
 
 
 def test_probe_measures_the_gap_of_a_judge_that_reads_politeness():
-    pairs = [("thanks", "I am sad.", "Thanks. I am sad."), ("goodbye", "I am sad.", "I am sad. Bye now!")]
+    pairs = [("thanks", "I am sad.", "Thanks. I am sad."), ("goodbye", "I am sad.", "I am sad. Bye now!"),
+             ("unlisted", "I am sad.", "I am sad. I owe you one.")]
     out = bench.probe(_LengthJudge(), pairs)
     # 3 -> 4 words and 3 -> 5 words: gaps 0.25 and 0.5
     assert out["gap"] == pytest.approx(0.375)
     assert out["abs_gap"] == pytest.approx(0.375)
     assert out["gap_thanks"] == pytest.approx(0.25) and out["gap_goodbye"] == pytest.approx(0.5)
-    assert np.isnan(out["gap_greeting"]) and out["n"] == 2
+    assert out["gap_unlisted"] == pytest.approx(1.0)  # 3 -> 7 words, kept out of the mean gap
+    assert np.isnan(out["gap_greeting"]) and out["n"] == 3
 
 
 @pytest.mark.slow
