@@ -74,6 +74,7 @@ class LangChainBackend(LLMBackend):
     (``ChatOllama``, Hugging Face models), ``no_repeat_ngram_size`` to a field of that name.
     A setting the model has no field for is ignored and its name is added to
     :attr:`dropped_params`.
+    """
 
     def __init__(
         self,
