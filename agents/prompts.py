@@ -23,6 +23,8 @@ SEEKER_FACTS_SOME = "Details you may share now if they fit (share at most the ne
 
 #: the user message that asks for the seeker's first message when the chat is empty ({problem}: the persona's problem type)
 SEEKER_OPEN_USER = "(You have just joined the chat. Write your first message to the listener: say in your own words what is troubling you about your {problem}.)"
+#: added under the listener's last message: small models drift into the helper's role without it
+SEEKER_REMINDER = "(Reply as yourself, the person with the {problem} problem: your own feelings and life, at most {max_words} words.)"
 #: put before a dialogue whose first turn is the seeker's, so chat roles alternate from the user
 SEEKER_CHAT_START = "(The chat has started.)"
 

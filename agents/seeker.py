@@ -1,7 +1,9 @@
 """The simulated help-seeker: an LLM playing a :class:`Persona`.
 
-The seeker answers the supporter in 1-3 short sentences and can end the episode with a
-marker:
+The seeker answers the supporter in one or two short sentences (at most
+:data:`SEEKER_MAX_WORDS` words: asked for in the prompt, enforced by :func:`clean_utterance`,
+which also removes loops, copies of earlier messages and sentences spoken in the helper's
+role) and can end the episode with a marker:
 
 * :data:`RELIEF_MARKER` ``"[RELIEVED]"``: the seeker feels better / the problem feels
   resolved (success);
@@ -62,7 +64,7 @@ SEEKER_MAX_WORDS = 20
 SEEKER_CONTEXT_TURNS = 6
 
 DEFAULT_SEEKER_PARAMS = GenerationParams(
-    max_new_tokens=40, temperature=0.7, top_p=0.9, stop=SEEKER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
+    max_new_tokens=32, temperature=0.7, top_p=0.9, stop=SEEKER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
 )
 
 # ---- marker parsing -------------------------------------------------------------------
@@ -220,6 +222,8 @@ def drop_repeats(text: str, echo_of: Sequence[str] = (), min_words: int = 4) -> 
 ROLE_ECHO = re.compile(
     r"\b(?:how (?:can|may|could) i (?:help|assist|support) you"
     r"|i'?m here (?:to|for) (?:listen|help|support|you)|i am here (?:to|for) (?:listen|help|support|you)"
+    r"|(?:i'?ll|i will|i can|let me|i'?m going to|i want to) (?:\w+ ){0,4}(?:help|support|comfort) you"
+    r"|(?:here|there) for you|sorry to hear|you'?re not alone|proud of you|good listener|not (?:a )?human"
     r"|as (?:a|your) (?:listener|helper|supporter|volunteer|counsell?or|therapist)"
     r"|as an? (?:ai|language model|assistant|chatbot)|i'?m (?:an? )?(?:ai|language model|chatbot)\b)",
     re.I,
@@ -386,7 +390,7 @@ class SeekerAgent:
     Args:
         backend: the shared LLM backend.
         params: sampling settings; default :data:`DEFAULT_SEEKER_PARAMS` (temperature
-            0.7, top-p 0.9, 40 new tokens, repetition penalty 1.15, no repeated 4-gram,
+            0.7, top-p 0.9, 32 new tokens, repetition penalty 1.15, no repeated 4-gram,
             stop at a new speaker line).
         max_chars: longest utterance returned (cut at a sentence end where possible).
         system_template: the system prompt template (:data:`agents.prompts.SEEKER_SYSTEM`;
@@ -394,6 +398,8 @@ class SeekerAgent:
         max_words: word limit, asked for in the prompt and enforced by the cleaning (cut at
             a sentence end, :func:`limit_words`); ``None``: no limit.
         context_turns: how many recent turns of the dialogue the LLM sees; ``None``: all.
+        reminder: add :data:`agents.prompts.SEEKER_REMINDER` (answer as yourself, about your
+            problem) under the listener's last message.
     """
 
     def __init__(
@@ -404,6 +410,7 @@ class SeekerAgent:
         system_template: str = P.SEEKER_SYSTEM,
         max_words: int | None = SEEKER_MAX_WORDS,
         context_turns: int | None = SEEKER_CONTEXT_TURNS,
+        reminder: bool = True,
     ) -> None:
         if max_chars < 20:
             raise ValueError(f"max_chars must be >= 20, got {max_chars}")
@@ -417,6 +424,7 @@ class SeekerAgent:
         self.system_template = system_template
         self.max_words = max_words
         self.context_turns = context_turns
+        self.reminder = bool(reminder)
 
     # ---- prompts ----------------------------------------------------------------------
     def system_prompt(self, persona: Persona, n_seeker_turns: int = 0, intensity: float | None = None) -> str:
@@ -472,12 +480,18 @@ class SeekerAgent:
             chat.insert(0, {"role": "user", "content": P.SEEKER_CHAT_START})
         if chat[-1]["role"] == "assistant":  # the seeker spoke last: ask it to go on
             chat.append({"role": "user", "content": "..."})
+        if self.reminder and dialogue:
+            chat[-1] = {"role": "user", "content": chat[-1]["content"] + "\n\n" + self._reminder(persona)}
         return msgs + chat
+
+    def _reminder(self, persona: Persona) -> str:
+        return P.SEEKER_REMINDER.format(problem=persona.problem_type,
+                                        max_words=self.max_words if self.max_words is not None else 40)
 
     def _echo(self, persona: Persona, conversation: Sequence[dict], intensity: float | None = None) -> list[str]:
         n_seeker = sum(1 for m in conversation if m["role"] == "assistant")
         echo = self.instruction_lines(persona, n_seeker, intensity)
-        echo += [P.SEEKER_OPEN_USER.format(problem=persona.problem_type), P.SEEKER_CHAT_START]
+        echo += [P.SEEKER_OPEN_USER.format(problem=persona.problem_type), P.SEEKER_CHAT_START, self._reminder(persona)]
         # the messages the LLM saw: copying one of them is not a new message
         echo += [m["content"] for m in conversation[1:]]
         return echo

@@ -29,7 +29,7 @@ SUPPORTER_MAX_WORDS = 25
 SUPPORTER_CONTEXT_TURNS = 6
 
 DEFAULT_SUPPORTER_PARAMS = GenerationParams(
-    max_new_tokens=48, temperature=0.7, top_p=0.9, stop=SUPPORTER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
+    max_new_tokens=40, temperature=0.7, top_p=0.9, stop=SUPPORTER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
 )
 
 #: what the supporter says when the LLM wrote nothing usable, by strategy name (lower case)
@@ -77,7 +77,7 @@ class SupporterAgent:
         backend: the shared LLM backend.
         strategies: a :class:`StrategySet` or its registered name (``"esconv"``, ``"aflow"``).
         params: sampling settings; default :data:`DEFAULT_SUPPORTER_PARAMS` (temperature
-            0.7, top-p 0.9, 48 new tokens, repetition penalty 1.15, no repeated 4-gram,
+            0.7, top-p 0.9, 40 new tokens, repetition penalty 1.15, no repeated 4-gram,
             stop at a new speaker line).
         max_chars: longest utterance returned (cut at a sentence end where possible).
         context_turns: how many recent turns :meth:`strategy_probs` shows the model.

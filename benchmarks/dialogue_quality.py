@@ -22,7 +22,7 @@ prints, per tree (definitions in :mod:`esc_env.evaluation.dialogue_quality`):
 ``--parallel`` runs the trees at the same time, so that on a busy machine both see the same
 load (the faster run then leaves the slower one more CPU, which only understates the speed-up).
 
-    python benchmarks/dialogue_quality.py --old 509b2f9 --episodes 4 --threads 1 --parallel
+    python benchmarks/dialogue_quality.py --old 509b2f9 --new HEAD --episodes 4 --threads 1 --parallel
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def prompt_texts(tree: Path) -> dict[str, list[str]]:
     from agents.strategies import ESCONV
 
     seeker = pieces(["SEEKER_SYSTEM", "SEEKER_FACTS_NONE", "SEEKER_FACTS_SOME", "SEEKER_OPEN_USER",
-                     "SEEKER_CHAT_START", "STYLE_DESCRIPTIONS"])
+                     "SEEKER_CHAT_START", "SEEKER_REMINDER", "STYLE_DESCRIPTIONS"])
     supporter = pieces(["SUPPORTER_SYSTEM", "SUPPORTER_STRATEGY", "SUPPORTER_FREE", "SUPPORTER_CHAT_START"])
     supporter += [s.definition for s in ESCONV]
     return {"seeker": seeker, "supporter": supporter}
@@ -148,6 +148,8 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--old", default=None, help="also measure this commit of the repository (e.g. 509b2f9), first")
+    p.add_argument("--new", default=None, help="measure this commit instead of the working tree (e.g. HEAD: a snapshot "
+                                               "that later edits cannot change)")
     p.add_argument("--episodes", type=int, default=4, help="episodes per tree (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: %(default)s)")
     p.add_argument("--max-turns", type=int, default=10, help="supporter turns per episode (default: %(default)s)")
@@ -168,7 +170,7 @@ def main() -> None:
     trees: list[tuple[str, Path]] = []
     if args.old:
         trees.append((f"old ({args.old})", unpack(args.old, work / "old-tree")))
-    trees.append(("new (this tree)", HERE))
+    trees.append((f"new ({args.new})", unpack(args.new, work / "new-tree")) if args.new else ("new (this tree)", HERE))
 
     print(f"dialogue_quality: {len(trees)} tree(s), {args.episodes} episodes x {args.max_turns} turns, "
           f"seed {args.seed}, threads {args.threads or 'default'}, {'parallel' if args.parallel else 'one after the other'}; "

@@ -85,6 +85,14 @@ HELPER_PATTERNS = (
     r"\bi'?m (?:a|your) (?:listener|helper|supporter|volunteer|counsell?or|therapist)\b",
     r"\bwhat(?:'s| is) (?:troubling|bothering|worrying) you\b",
     r"\bthank you for (?:reaching out|sharing (?:that|this) with me)\b",
+    r"\b(?:i'?ll|i will|i can|let me|i'?m going to|i want to) (?:\w+ ){0,4}(?:help|support|comfort) you\b",
+    r"\b(?:here|there) for you\b",
+    r"\bsorry to hear\b",
+    r"\byou'?re not alone\b",
+    r"\bproud of you\b",
+    r"\bgood listener\b",
+    r"\bif you need (?:anything|any help|someone|to talk)\b",
+    r"\bi'?m not (?:a )?(?:human|person|real person)\b",
 )
 #: phrases with which either side speaks as a machine
 AI_PATTERNS = (
