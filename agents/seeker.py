@@ -240,13 +240,17 @@ def drop_role_echo(text: str, pattern: "re.Pattern[str]" = ROLE_ECHO) -> str:
 def limit_words(text: str, max_words: int) -> str:
     """At most ``max_words`` words, cut at a sentence end.
 
-    Whole sentences are kept while they fit.  When even the first sentence is longer, it is
-    cut at its last comma, semicolon or colon within the limit (if that keeps at least half
-    the limit), else after ``max_words`` words, and ends with a full stop.
+    A last piece without an end mark (the model was cut off mid-sentence) is dropped when a
+    complete sentence comes before it.  Whole sentences are kept while they fit.  When even
+    the first sentence is longer, it is cut at its last comma, semicolon or colon within the
+    limit (if that keeps at least half the limit), else after ``max_words`` words, and ends
+    with a full stop.
     """
     if max_words < 1:
         raise ValueError(f"max_words must be >= 1, got {max_words}")
     sents = split_sentences(text)
+    if len(sents) > 1 and not _SENTENCE_END.search(sents[-1]):
+        sents = sents[:-1]
     kept, n = [], 0
     for s in sents:
         w = len(s.split())

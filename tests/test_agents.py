@@ -174,6 +174,8 @@ def test_drop_repeats(text, echo, expected):
         ("a b c d e f g h", 4, "a b c d."),  # no sentence end in reach: cut after 4 words
         ("I feel sad, tired and alone today", 5, "I feel sad."),  # cut at the comma
         ("Why, oh why would this happen to me again", 6, "Why, oh why would this happen."),  # comma too early
+        ("I can't sleep. My mind keeps going back to the", 20, "I can't sleep."),  # cut off mid-sentence: dropped
+        ("My mind keeps going back to the", 20, "My mind keeps going back to the"),  # nothing complete before it
     ],
 )
 def test_limit_words_cuts_at_a_sentence_end(text, n, expected):
