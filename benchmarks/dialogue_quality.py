@@ -9,7 +9,9 @@ command
 in a subprocess with that tree on ``PYTHONPATH``, times it, reads the episodes it wrote and
 prints, per tree (definitions in :mod:`esc_env.evaluation.dialogue_quality`):
 
-* ``seconds`` of the whole command (model load included) and the speed-up over the first tree;
+* ``seconds`` of the whole command (model load included, wall clock) and the speed-up over the
+  first tree; ``CPU-s``: the command's own CPU time (user + system, from ``wait4``), and its
+  speed-up: on a busy machine, where wall time depends on what else runs, the fairer ratio;
 * ``degenerate``: share of utterances in which over 30% of word trigrams repeat or one
   sentence occurs three times;
 * ``distinct-1/2``; mean words per seeker / supporter utterance;
@@ -133,6 +135,7 @@ def summarize(label: str, tree: Path, out: Path, seconds: float, opening_rows: l
 
 def table(rows: list[dict]) -> str:
     cols = [("tree", "label", "{}"), ("seconds", "seconds", "{:.0f}"), ("speed-up", "speedup", "{:.2f}x"),
+            ("CPU-s", "cpu_seconds", "{:.0f}"), ("CPU speed-up", "cpu_speedup", "{:.2f}x"),
             ("degenerate", "degenerate_share", "{:.3f}"), ("distinct-1", "distinct_1", "{:.3f}"),
             ("distinct-2", "distinct_2", "{:.3f}"), ("words seeker", "words_seeker", "{:.1f}"),
             ("words supporter", "words_supporter", "{:.1f}"), ("role breaks", "role_break_share", "{:.3f}"),
@@ -176,24 +179,28 @@ def main() -> None:
           f"seed {args.seed}, threads {args.threads or 'default'}, {'parallel' if args.parallel else 'one after the other'}; "
           f"runs in {work}", flush=True)
     seconds: dict[int, float] = {}
+    cpu: dict[int, float] = {}
     outs = [work / f"run{i}" for i in range(len(trees))]
-    if args.parallel:
-        t0 = time.perf_counter()
-        procs = [start_evaluate(tree, out, args) for (_, tree), out in zip(trees, outs)]
-        pending = set(range(len(procs)))
-        while pending:
-            for i in list(pending):
-                if procs[i].poll() is not None:
-                    seconds[i] = time.perf_counter() - t0
-                    pending.discard(i)
-                    print(f"  {trees[i][0]}: evaluate done in {seconds[i]:.0f} s (exit {procs[i].returncode})", flush=True)
-            time.sleep(1.0)
-    else:
-        for i, ((label, tree), out) in enumerate(zip(trees, outs)):
-            t0 = time.perf_counter()
-            rc = start_evaluate(tree, out, args).wait()
-            seconds[i] = time.perf_counter() - t0
-            print(f"  {label}: evaluate done in {seconds[i]:.0f} s (exit {rc})", flush=True)
+    t0 = time.perf_counter()
+    procs: dict[int, subprocess.Popen] = {}
+    starts: dict[int, float] = {}
+    order = list(range(len(trees)))
+    while order or procs:
+        while order and (args.parallel or not procs):
+            i = order.pop(0)
+            starts[i] = time.perf_counter()
+            procs[i] = start_evaluate(trees[i][1], outs[i], args)
+        for i, proc in list(procs.items()):
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == 0:
+                continue
+            seconds[i] = time.perf_counter() - starts[i]
+            cpu[i] = usage.ru_utime + usage.ru_stime  # this child's own CPU time: fair on a busy machine
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            del procs[i]
+            print(f"  {trees[i][0]}: evaluate done in {seconds[i]:.0f} s wall, {cpu[i]:.0f} CPU-s "
+                  f"(exit {proc.returncode})", flush=True)
+        time.sleep(0.5)
     for i, out in enumerate(outs):
         if not (out / "random" / "episodes.jsonl").is_file():
             sys.exit(f"dialogue_quality: {trees[i][0]} wrote no episodes; see {out.parent / (out.name + '.log')}")
@@ -202,8 +209,10 @@ def main() -> None:
     for i, ((label, tree), out) in enumerate(zip(trees, outs)):
         ops = [] if args.no_openings else openings(tree, args)
         rows.append(summarize(label, tree, out, seconds[i], ops))
+        rows[-1]["cpu_seconds"] = cpu[i]
     for r in rows:
         r["speedup"] = rows[0]["seconds"] / r["seconds"]
+        r["cpu_speedup"] = rows[0]["cpu_seconds"] / r["cpu_seconds"]
     print(table(rows))
     (work / "summary.json").write_text(json.dumps(rows, indent=2))
     print(f"summary: {work / 'summary.json'}")
