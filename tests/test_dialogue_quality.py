@@ -71,6 +71,9 @@ def test_role_breaks_by_speaker():
     assert not is_role_break("How can I help you today?", "supporter")
     assert is_role_break("I'm here to listen, take your time.", "seeker")
     assert is_role_break("As an AI, I cannot feel that.", "supporter")
+    assert is_role_break("I'm sorry for your loss.", "seeker")
+    assert is_role_break("It sounds like you're going through a lot.", "seeker")
+    assert not is_role_break("I'm sorry, I keep crying.", "seeker")
     assert is_role_break("I lost my job and I feel awful.", "seeker", ["write at most twenty words"]) is False
     assert is_role_break("ok so write at most twenty words please", "supporter", ["Write at most twenty words please."])
     with pytest.raises(ValueError, match="speaker"):

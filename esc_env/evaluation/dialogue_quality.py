@@ -93,6 +93,8 @@ HELPER_PATTERNS = (
     r"\bgood listener\b",
     r"\bif you need (?:anything|any help|someone|to talk)\b",
     r"\bi'?m not (?:a )?(?:human|person|real person)\b",
+    r"\bsorry for (?:your loss|any (?:inconvenience|confusion|misunderstanding))\b",
+    r"\bit sounds like you'?re going through\b",
 )
 #: phrases with which either side speaks as a machine
 AI_PATTERNS = (
