@@ -119,7 +119,7 @@ def test_play_then_rescore_reproduces_the_env_intensities(backend, tmp_path):
     judge = CalibratedAffectJudge.load("esconv-minilm")
     judged = bench.judge_transcripts(judge, trs)
     for tr, v in zip(trs, judged):
-        np.testing.assert_allclose(v, tr.play_intensities, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(v, tr.play_intensities, rtol=0, atol=1e-5)  # float32 encoder, other batch padding
     # judging only the ends gives the same returns (the improvement terms telescope)
     ends = bench.judge_transcripts(judge, trs, every_turn=False)
     for tr, a, b in zip(trs, judged, ends):
