@@ -47,7 +47,8 @@ the reasonable policy, over pairs for the probe.
 
 Run::
 
-    python benchmarks/reward_hacking.py --seeds 12 --max-turns 6 --out runs/reward_hacking
+    python benchmarks/reward_hacking.py --seeds 8 --max-turns 3 --no-probe --threads 1   # the README table (about 12 min under load)
+    python benchmarks/reward_hacking.py --probe-only --threads 1                        # the probe table
     python benchmarks/reward_hacking.py --transcripts runs/reward_hacking/transcripts.jsonl   # re-score only
     python benchmarks/reward_hacking.py --probe-only
     python benchmarks/reward_hacking.py --no-probe ...    # episodes only
@@ -466,8 +467,8 @@ def main(argv: Sequence[str] | None = None, backend=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--policies", default=",".join(DEFAULT_POLICIES), help=f"comma-separated, from {sorted(POLICIES)}")
     ap.add_argument("--judges", default=",".join(DEFAULT_JUDGES), help="comma-separated judge names of benchmarks/judge_validity.py")
-    ap.add_argument("--seeds", type=int, default=12, help="episodes per policy (seeds 0..N-1, the same for every policy)")
-    ap.add_argument("--max-turns", type=int, default=6, help="supporter turns per episode")
+    ap.add_argument("--seeds", type=int, default=8, help="episodes per policy (seeds 0..N-1, the same for every policy)")
+    ap.add_argument("--max-turns", type=int, default=3, help="supporter turns per episode")
     ap.add_argument("--backend", default="embedded", help="backend spec for the seeker (and the prompted judges)")
     ap.add_argument("--out", default="runs/reward_hacking", help="folder for transcripts.jsonl and results.json")
     ap.add_argument("--transcripts", default=None, help="score these transcripts instead of playing")
