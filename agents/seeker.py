@@ -1,7 +1,9 @@
 """The simulated help-seeker: an LLM playing a :class:`Persona`.
 
-The seeker answers the supporter in 1-3 short sentences and can end the episode with a
-marker:
+The seeker answers the supporter in one or two short sentences (at most
+:data:`SEEKER_MAX_WORDS` words: asked for in the prompt, enforced by :func:`clean_utterance`,
+which also removes loops, copies of earlier messages and sentences spoken in the helper's
+role) and can end the episode with a marker:
 
 * :data:`RELIEF_MARKER` ``"[RELIEVED]"``: the seeker feels better / the problem feels
   resolved (success);
@@ -55,7 +57,15 @@ SEEKER_FALLBACK = "I'm not sure what to say. It's just a lot right now."
 #: stop strings: a line that starts the other side's turn (or a new seeker turn)
 SEEKER_STOP = ("\nSupporter:", "\nListener:", "\nHelper:", "\nUser:", "\nAssistant:", "\nSeeker:", "\n\n\n")
 
-DEFAULT_SEEKER_PARAMS = GenerationParams(max_new_tokens=60, temperature=0.7, top_p=0.9, stop=SEEKER_STOP)
+#: the seeker's word limit (prompt and cleaning), as AFlow's seeker prompt has one
+SEEKER_MAX_WORDS = 20
+
+#: recent turns the seeker sees (older ones cost prefill time and invite copying)
+SEEKER_CONTEXT_TURNS = 6
+
+DEFAULT_SEEKER_PARAMS = GenerationParams(
+    max_new_tokens=32, temperature=0.7, top_p=0.9, stop=SEEKER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
+)
 
 # ---- marker parsing -------------------------------------------------------------------
 
@@ -144,11 +154,131 @@ def bound_length(text: str, max_chars: int) -> str:
     return cut.rstrip(" ,;:-")
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text``, each ending with its punctuation (``. ! ? …``, closing
+    quotes or brackets kept); a last piece without an end mark is a sentence too."""
+    text = " ".join((text or "").split())
+    out, pos = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        piece = text[pos : m.end()].strip()
+        if piece:
+            out.append(piece)
+        pos = m.end()
+    rest = text[pos:].strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+_CLAUSE_SPLIT = re.compile(r"(?<=[,;:])\s+")
+
+
+def _dedupe_clauses(sentence: str) -> str:
+    """``"I'm sorry, I'm sorry, I'm sorry."`` -> ``"I'm sorry."``: drop a clause (a piece between
+    commas, semicolons or colons) whose words equal an earlier clause of the same sentence."""
+    clauses = _CLAUSE_SPLIT.split(sentence)
+    if len(clauses) < 2:
+        return sentence
+    seen: set[str] = set()
+    kept: list[str] = []
+    for c in clauses:
+        key = _norm(c)
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(c)
+    out = " ".join(kept)
+    end = sentence.rstrip()[-1:]
+    if end in ".!?" and not out.rstrip().endswith(end):
+        out = out.rstrip(" ,;:") + end
+    return out
+
+
+def drop_repeats(text: str, echo_of: Sequence[str] = (), min_words: int = 4) -> str:
+    """Remove loops and copies, sentence by sentence.
+
+    * a clause repeated inside a sentence is kept once (:func:`_dedupe_clauses`);
+    * a sentence whose words equal an earlier sentence's is dropped;
+    * a sentence of at least ``min_words`` words whose words occur, in order and
+      contiguously, in one of ``echo_of`` (the prompt, earlier messages) is dropped.
+    """
+    echo = [f" {_norm(e)} " for e in echo_of if _norm(e)]
+    seen: set[str] = set()
+    kept: list[str] = []
+    for s in split_sentences(text):
+        s = _dedupe_clauses(s)
+        key = _norm(s)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        if len(key.split()) >= min_words and any(f" {key} " in e for e in echo):
+            continue
+        kept.append(s)
+    return " ".join(kept)
+
+
+#: sentences in which the seeker speaks as the helper, or either side as a machine; the
+#: cleaning drops them (``role_echo`` in :func:`clean_utterance`)
+ROLE_ECHO = re.compile(
+    r"\b(?:how (?:can|may|could) i (?:help|assist|support) you"
+    r"|i'?m here (?:to|for) (?:listen|help|support|you)|i am here (?:to|for) (?:listen|help|support|you)"
+    r"|(?:i'?ll|i will|i can|let me|i'?m going to|i want to) (?:\w+ ){0,4}(?:help|support|comfort) you"
+    r"|(?:here|there) for you|sorry to hear|you'?re not alone|proud of you|good listener|not (?:a )?human"
+    r"|as (?:a|your) (?:listener|helper|supporter|volunteer|counsell?or|therapist)"
+    r"|as an? (?:ai|language model|assistant|chatbot)|i'?m (?:an? )?(?:ai|language model|chatbot)\b)",
+    re.I,
+)
+#: the machine part of :data:`ROLE_ECHO`, dropped from the supporter's sentences too
+MACHINE_ECHO = re.compile(r"\b(?:as an? (?:ai|language model|assistant|chatbot)|i'?m (?:an? )?(?:ai|language model|chatbot)\b)", re.I)
+
+
+def drop_role_echo(text: str, pattern: "re.Pattern[str]" = ROLE_ECHO) -> str:
+    """Drop the sentences of ``text`` that match ``pattern`` (a role echo)."""
+    return " ".join(s for s in split_sentences(text) if not pattern.search(s.replace("’", "'")))
+
+
+def limit_words(text: str, max_words: int) -> str:
+    """At most ``max_words`` words, cut at a sentence end.
+
+    A last piece without an end mark (the model was cut off mid-sentence) is dropped when a
+    complete sentence comes before it.  Whole sentences are kept while they fit.  When even
+    the first sentence is longer, it is cut at its last comma, semicolon or colon within the
+    limit (if that keeps at least half the limit), else after ``max_words`` words, and ends
+    with a full stop.
+    """
+    if max_words < 1:
+        raise ValueError(f"max_words must be >= 1, got {max_words}")
+    sents = split_sentences(text)
+    if len(sents) > 1 and not _SENTENCE_END.search(sents[-1]):
+        sents = sents[:-1]
+    kept, n = [], 0
+    for s in sents:
+        w = len(s.split())
+        if n + w > max_words:
+            break
+        kept.append(s)
+        n += w
+    if kept:
+        return " ".join(kept)
+    if not sents:
+        return ""
+    head = sents[0].split()[:max_words]
+    cut = len(head)
+    for k in range(len(head) - 1, max(0, max_words // 2 - 1) - 1, -1):
+        if head[k].endswith((",", ";", ":")):
+            cut = k + 1
+            break
+    out = " ".join(head[:cut]).rstrip(" ,;:-")
+    return out + "." if out and out[-1] not in ".!?…" else out
+
+
 def clean_utterance(
     text: str,
     max_chars: int,
     echo_of: Sequence[str] = (),
     extra_labels: Sequence[str] = (),
+    max_words: int | None = None,
+    role_echo: "re.Pattern[str] | None" = None,
 ) -> str:
     """Turn raw LLM output into one chat utterance (may return ``""``; callers fall back).
 
@@ -158,7 +288,10 @@ def clean_utterance(
     starts with a role label or a ``Name:`` label); drop lines that repeat the prompt
     (``echo_of``: lines of the prompt of 20+ characters, and the previous message);
     drop bracketed stage directions about the chat itself ("(I will continue to respond
-    ...)"); strip surrounding quotes; collapse white space; bound to ``max_chars`` characters.
+    ...)"); strip surrounding quotes; collapse white space; drop repeated clauses and
+    sentences and sentences copied from ``echo_of`` (:func:`drop_repeats`); drop sentences
+    matching ``role_echo`` (e.g. :data:`ROLE_ECHO`); keep at most ``max_words`` words, cut at
+    a sentence end (:func:`limit_words`); bound to ``max_chars`` characters.
     """
     text = _SPECIAL.sub("\n", text or "")
     extra = [re.escape(x.strip()) for x in extra_labels if x and x.strip()]
@@ -194,6 +327,11 @@ def clean_utterance(
         out = out.replace('"', "")
     if out.startswith("(") and ")" not in out:
         out = out[1:].lstrip()  # an unclosed stage-direction bracket
+    out = drop_repeats(out, echo_of)
+    if role_echo is not None:
+        out = drop_role_echo(out, role_echo)
+    if max_words is not None:
+        out = limit_words(out, max_words)
     out = bound_length(out, max_chars)
     if not re.search(r"[^\W_]", out):  # no letter or digit at all
         return ""
@@ -256,9 +394,16 @@ class SeekerAgent:
     Args:
         backend: the shared LLM backend.
         params: sampling settings; default :data:`DEFAULT_SEEKER_PARAMS` (temperature
-            0.7, top-p 0.9, 60 new tokens, stop at a new speaker line).
+            0.7, top-p 0.9, 32 new tokens, repetition penalty 1.15, no repeated 4-gram,
+            stop at a new speaker line).
         max_chars: longest utterance returned (cut at a sentence end where possible).
-        system_template: the system prompt template (:data:`agents.prompts.SEEKER_SYSTEM`).
+        system_template: the system prompt template (:data:`agents.prompts.SEEKER_SYSTEM`;
+            its ``{max_words}`` field is filled with ``max_words``).
+        max_words: word limit, asked for in the prompt and enforced by the cleaning (cut at
+            a sentence end, :func:`limit_words`); ``None``: no limit.
+        context_turns: how many recent turns of the dialogue the LLM sees; ``None``: all.
+        reminder: add :data:`agents.prompts.SEEKER_REMINDER` (answer as yourself, about your
+            problem) under the listener's last message.
     """
 
     def __init__(
@@ -267,13 +412,23 @@ class SeekerAgent:
         params: GenerationParams | None = None,
         max_chars: int = 400,
         system_template: str = P.SEEKER_SYSTEM,
+        max_words: int | None = SEEKER_MAX_WORDS,
+        context_turns: int | None = SEEKER_CONTEXT_TURNS,
+        reminder: bool = True,
     ) -> None:
         if max_chars < 20:
             raise ValueError(f"max_chars must be >= 20, got {max_chars}")
+        if max_words is not None and (isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 3):
+            raise ValueError(f"max_words must be an int >= 3 or None, got {max_words!r}")
+        if context_turns is not None and (isinstance(context_turns, bool) or not isinstance(context_turns, int) or context_turns < 1):
+            raise ValueError(f"context_turns must be a positive int or None, got {context_turns!r}")
         self.backend = backend
         self.params = params if params is not None else DEFAULT_SEEKER_PARAMS
         self.max_chars = int(max_chars)
         self.system_template = system_template
+        self.max_words = max_words
+        self.context_turns = context_turns
+        self.reminder = bool(reminder)
 
     # ---- prompts ----------------------------------------------------------------------
     def system_prompt(self, persona: Persona, n_seeker_turns: int = 0, intensity: float | None = None) -> str:
@@ -312,27 +467,37 @@ class SeekerAgent:
             facts_block=facts_block,
             relief=RELIEF_MARKER,
             give_up=GIVE_UP_MARKER,
+            max_words=self.max_words if self.max_words is not None else 40,
         )
 
     def conversation(self, persona: Persona, dialogue: Sequence[Turn], intensity: float | None = None) -> list[dict]:
         """The chat the LLM sees: system prompt, then the dialogue from the seeker's side."""
         n_seeker = sum(1 for t in dialogue if t.speaker == "seeker")
         msgs = [{"role": "system", "content": self.system_prompt(persona, n_seeker, intensity)}]
-        chat = as_chat(dialogue, me="seeker")
+        recent = list(dialogue)
+        if self.context_turns is not None and len(recent) > self.context_turns:
+            recent = recent[-self.context_turns :]
+        chat = as_chat(recent, me="seeker")
         if not chat:
             chat = [{"role": "user", "content": P.SEEKER_OPEN_USER.format(problem=persona.problem_type)}]
         elif chat[0]["role"] == "assistant":
             chat.insert(0, {"role": "user", "content": P.SEEKER_CHAT_START})
         if chat[-1]["role"] == "assistant":  # the seeker spoke last: ask it to go on
             chat.append({"role": "user", "content": "..."})
+        if self.reminder and dialogue:
+            chat[-1] = {"role": "user", "content": chat[-1]["content"] + "\n\n" + self._reminder(persona)}
         return msgs + chat
+
+    def _reminder(self, persona: Persona) -> str:
+        return P.SEEKER_REMINDER.format(problem=persona.problem_type,
+                                        max_words=self.max_words if self.max_words is not None else 40)
 
     def _echo(self, persona: Persona, conversation: Sequence[dict], intensity: float | None = None) -> list[str]:
         n_seeker = sum(1 for m in conversation if m["role"] == "assistant")
         echo = self.instruction_lines(persona, n_seeker, intensity)
-        echo += [P.SEEKER_OPEN_USER.format(problem=persona.problem_type), P.SEEKER_CHAT_START]
-        if conversation and conversation[-1]["role"] == "user":
-            echo.append(conversation[-1]["content"])
+        echo += [P.SEEKER_OPEN_USER.format(problem=persona.problem_type), P.SEEKER_CHAT_START, self._reminder(persona)]
+        # the messages the LLM saw: copying one of them is not a new message
+        echo += [m["content"] for m in conversation[1:]]
         return echo
 
     # ---- parsing ------------------------------------------------------------------------
@@ -349,12 +514,13 @@ class SeekerAgent:
         raw = raw if isinstance(raw, str) else ""
         text, relieved, gave_up = parse_markers(raw)
         labels = [persona.id.split("/")[-1]] if persona is not None else []
-        text = clean_utterance(text, self.max_chars, echo_of=echo, extra_labels=labels)
+        text = clean_utterance(text, self.max_chars, echo_of=echo, extra_labels=labels,
+                               max_words=self.max_words, role_echo=ROLE_ECHO)
         # a marker may still hide behind a label the cleaner removed; parse once more
         text, r2, g2 = parse_markers(text)
         if r2 or g2:
             relieved, gave_up = r2, g2
-            text = clean_utterance(text, self.max_chars)
+            text = clean_utterance(text, self.max_chars, max_words=self.max_words)
         if not text:
             text = bound_length(" ".join(fallback.split()), self.max_chars)
         return SeekerReply(text=text, relieved=relieved, gave_up=gave_up, raw=raw)

@@ -16,13 +16,21 @@ import numpy as np
 from . import prompts as P
 from .backends.base import GenerationParams, LLMBackend
 from .dialogue import Turn, as_chat, format_dialogue
-from .seeker import bound_length, clean_utterance, parse_markers
+from .seeker import MACHINE_ECHO, bound_length, clean_utterance, parse_markers
 from .strategies import StrategySet, get_strategy_set
 
 #: stop strings: a line that starts the seeker's (or a new) turn
 SUPPORTER_STOP = ("\nSeeker:", "\nUser:", "\nPerson:", "\nSupporter:", "\nAssistant:", "\n\n\n")
 
-DEFAULT_SUPPORTER_PARAMS = GenerationParams(max_new_tokens=80, temperature=0.7, top_p=0.9, stop=SUPPORTER_STOP)
+#: the supporter's word limit (prompt and cleaning), as AFlow's supporter prompt has one
+SUPPORTER_MAX_WORDS = 25
+
+#: recent turns the supporter sees when it writes (older ones cost prefill time and invite copying)
+SUPPORTER_CONTEXT_TURNS = 6
+
+DEFAULT_SUPPORTER_PARAMS = GenerationParams(
+    max_new_tokens=40, temperature=0.7, top_p=0.9, stop=SUPPORTER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
+)
 
 #: what the supporter says when the LLM wrote nothing usable, by strategy name (lower case)
 FALLBACKS: dict[str, str] = {
@@ -69,9 +77,16 @@ class SupporterAgent:
         backend: the shared LLM backend.
         strategies: a :class:`StrategySet` or its registered name (``"esconv"``, ``"aflow"``).
         params: sampling settings; default :data:`DEFAULT_SUPPORTER_PARAMS` (temperature
-            0.7, top-p 0.9, 80 new tokens, stop at a new speaker line).
+            0.7, top-p 0.9, 40 new tokens, repetition penalty 1.15, no repeated 4-gram,
+            stop at a new speaker line).
         max_chars: longest utterance returned (cut at a sentence end where possible).
         context_turns: how many recent turns :meth:`strategy_probs` shows the model.
+        max_words: word limit, asked for in the prompt and enforced by the cleaning (cut at
+            a sentence end); ``None``: no limit.
+        reply_context_turns: how many recent turns :meth:`respond` shows the model;
+            ``None``: all.
+        system_template: the system prompt template (:data:`agents.prompts.SUPPORTER_SYSTEM`,
+            fields ``{strategy_block}`` and ``{max_words}``).
     """
 
     def __init__(
@@ -81,14 +96,26 @@ class SupporterAgent:
         params: GenerationParams | None = None,
         max_chars: int = 600,
         context_turns: int = 8,
+        max_words: int | None = SUPPORTER_MAX_WORDS,
+        reply_context_turns: int | None = SUPPORTER_CONTEXT_TURNS,
+        system_template: str = P.SUPPORTER_SYSTEM,
     ) -> None:
         if max_chars < 20:
             raise ValueError(f"max_chars must be >= 20, got {max_chars}")
+        if max_words is not None and (isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 3):
+            raise ValueError(f"max_words must be an int >= 3 or None, got {max_words!r}")
+        if reply_context_turns is not None and (
+            isinstance(reply_context_turns, bool) or not isinstance(reply_context_turns, int) or reply_context_turns < 1
+        ):
+            raise ValueError(f"reply_context_turns must be a positive int or None, got {reply_context_turns!r}")
         self.backend = backend
         self.strategies = get_strategy_set(strategies)
         self.params = params if params is not None else DEFAULT_SUPPORTER_PARAMS
         self.max_chars = int(max_chars)
         self.context_turns = int(context_turns)
+        self.max_words = max_words
+        self.reply_context_turns = reply_context_turns
+        self.system_template = system_template
         self.labels = distinct_labels(self.strategies.names)
 
     # ---- respond ------------------------------------------------------------------------
@@ -106,11 +133,14 @@ class SupporterAgent:
             block = P.SUPPORTER_FREE
         else:
             block = P.SUPPORTER_STRATEGY.format(name=name, definition=self.strategies.definition(name))
-        return P.SUPPORTER_SYSTEM.format(strategy_block=block)
+        return self.system_template.format(strategy_block=block, max_words=self.max_words if self.max_words is not None else 40)
 
     def conversation(self, dialogue: Sequence[Turn], strategy: str | None) -> list[dict]:
         """The chat the LLM sees: system prompt, then the dialogue from the supporter's side."""
-        chat = as_chat(dialogue, me="supporter")
+        recent = list(dialogue)
+        if self.reply_context_turns is not None and len(recent) > self.reply_context_turns:
+            recent = recent[-self.reply_context_turns :]
+        chat = as_chat(recent, me="supporter")
         if not chat or chat[0]["role"] == "assistant":
             chat.insert(0, {"role": "user", "content": P.SUPPORTER_CHAT_START})
         if chat[-1]["role"] == "assistant":  # the supporter spoke last: it goes on
@@ -122,10 +152,11 @@ class SupporterAgent:
         text, _, _ = parse_markers(raw if isinstance(raw, str) else "")
         text = _STRATEGY_TAG.sub("", text)
         echo = [line for m in conversation if m["role"] == "system" for line in m["content"].splitlines()]
-        if conversation and conversation[-1]["role"] == "user":
-            echo.append(conversation[-1]["content"])
+        # the messages the LLM saw: copying one of them is not a new message
+        echo += [m["content"] for m in conversation if m["role"] != "system"]
         labels = list(self.strategies.names) + ["strategy", "technique", "response", "reply"]
-        text = clean_utterance(text, self.max_chars, echo_of=echo, extra_labels=labels)
+        text = clean_utterance(text, self.max_chars, echo_of=echo, extra_labels=labels,
+                               max_words=self.max_words, role_echo=MACHINE_ECHO)
         for _ in range(2):  # a tag can also sit behind a role label the cleaner removed
             text = _STRATEGY_TAG.sub("", text).strip()
         if not re.search(r"[^\W_]", text):

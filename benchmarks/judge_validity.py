@@ -16,6 +16,8 @@ Reported per judge:
 * ``dir_acc``: among dialogues whose survey says intensity fell, the share where the
   judged intensity of the last turns is lower than that of the first turns;
 * ``rho_delta``: Spearman of judged change (last - first) with surveyed change;
+* ``rho_pooled``: Spearman over first and last turns pooled, against initial and final
+  intensity (mostly measures telling openings from ends apart);
 * ``hand_auc``: on 12 hand-written distressed and 12 relieved seeker messages, the share
   of (distressed, relieved) pairs the judge orders correctly (0.5 = chance);
 * ``ms/item`` and ``x_reply``: judge time per rated item, and that time divided by the
@@ -99,12 +101,19 @@ def _affect_factory(design: str) -> Callable[[Any], Any]:
     return build
 
 
-def _calibrated_factory(weights: str) -> Callable[[Any], Any]:
+def _calibrated_factory(weights: str, strip_politeness: bool | None = None) -> Callable[[Any], Any]:
+    """``strip_politeness``: override what the weights say (``None``: keep it)."""
+
     def build(backend):
+        from dataclasses import replace
+
         from agents.judges.calibrated import CalibratedAffectJudge
 
         # the judge reads as many seeker turns as it was trained on (``--seeker-turns`` does not apply)
-        return CalibratedAffectJudge.load(weights, backend=backend)
+        judge = CalibratedAffectJudge.load(weights, backend=backend)
+        if strip_politeness is not None:
+            judge.features = replace(judge.features, strip_politeness=strip_politeness)
+        return judge
 
     return build
 
@@ -117,8 +126,15 @@ def _default_judges() -> list[NamedJudge]:
         from esc_env.build import calibrated_judge_available
 
         if calibrated_judge_available():
+            from agents.judges.calibrated import WEIGHTS_DIR
+
             judges.append(NamedJudge("calibrated-minilm", _calibrated_factory("esconv-minilm"),
                                      "CalibratedAffectJudge, shipped esconv-minilm weights (trained on ESConv train)"))
+            judges.append(NamedJudge("calibrated-minilm-strip", _calibrated_factory("esconv-minilm", strip_politeness=True),
+                                     "esconv-minilm weights reading seeker turns with politeness removed (not retrained)"))
+            if (WEIGHTS_DIR / "esconv-minilm-nopolite").is_dir():
+                judges.append(NamedJudge("calibrated-nopolite", _calibrated_factory("esconv-minilm-nopolite"),
+                                         "CalibratedAffectJudge retrained on ESConv train with politeness removed"))
     except ImportError:
         pass
     return judges
@@ -291,6 +307,8 @@ def metrics(items: Sequence[Item], first: np.ndarray, last: np.ndarray) -> dict[
         "dir_acc": float(np.mean(last[fell] < first[fell])) if fell.any() else float("nan"),
         "n_fell": float(fell.sum()),
         "rho_delta": _corr((last - first)[has_fin], (fin - ini)[has_fin], "spearman"),
+        # both time points pooled (issue 8's target, >= 0.4): inflated by the opening / end gap
+        "rho_pooled": _corr(np.concatenate([first, last[has_fin]]), np.concatenate([ini, fin[has_fin]]), "spearman"),
         "mean_first": float(np.mean(first)),
         "mean_last": float(np.mean(last)),
     }
@@ -398,7 +416,7 @@ def main(argv: Sequence[str] | None = None, backend=None) -> dict:
         results[nj.name] = m
         print(f"  {nj.name}: done in {secs:.1f}s", file=sys.stderr, flush=True)
 
-    cols = ["hand_auc", "rho_first", "r_first", "mae_first", "rho_last", "r_last", "mae_last", "dir_acc", "rho_delta", "mean_first", "mean_last", "ms_per_item", "x_reply"]
+    cols = ["hand_auc", "rho_pooled", "rho_first", "r_first", "mae_first", "rho_last", "r_last", "mae_last", "dir_acc", "rho_delta", "mean_first", "mean_last", "ms_per_item", "x_reply"]
     n_fell = int(next(iter(results.values()))["n_fell"])
     print(f"\nESConv {args.split}: {len(items)} surveyed dialogues ({n_fell} where intensity fell); backend {backend.name}; "
           f"judge reads {args.seeker_turns} seeker turns; seeker reply {1000 * reply_s:.0f} ms/reply")

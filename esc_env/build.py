@@ -64,7 +64,9 @@ def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | 
       prompted one; an explicit ``affect_design`` always means the prompted judge.
     * ``"prompted"``: :class:`~agents.judges.AffectJudge` on the judge backend (``affect_design``).
     * ``"calibrated"`` or ``"calibrated:NAME_OR_PATH"``: :class:`~agents.judges.CalibratedAffectJudge`
-      (shipped ``esconv-minilm`` weights by default); loaded once per process and shared.
+      (by default the shipped ``esconv-minilm-nopolite`` weights, which read the seeker's turns
+      without thanks, greetings and goodbyes: see ``benchmarks/reward_hacking.py``; the previous
+      default is ``"calibrated:esconv-minilm"``); loaded once per process and shared.
     * any object with ``judge(dialogues) -> array``: used as is.
     """
     from agents.judges import AffectJudge

@@ -52,16 +52,18 @@ class _Parser(argparse.ArgumentParser):
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from agents.seeker import DEFAULT_SEEKER_PARAMS
     from esc_env.env import ESCEnv
+    from esc_env.evaluation.dialogue_quality import degenerate_share
 
     t0 = time.perf_counter()
     print(f"esc-env demo: backend={args.backend} personas={args.personas} episodes={args.episodes} max_turns={args.max_turns}", flush=True)
     env = ESCEnv(args.backend, personas=args.personas, max_turns=args.max_turns, render_mode="ansi",
-                 seeker_params={"temperature": args.temperature, "top_p": 0.9, "max_new_tokens": 60})
+                 seeker_params=DEFAULT_SEEKER_PARAMS.replace(temperature=args.temperature))
     load_s = time.perf_counter() - t0
     print(f"affect judge: {env.affect_judge!r}", flush=True)
     rng = np.random.default_rng(args.seed)
-    returns, lengths, successes, gave_up, deltas = [], [], [], [], []
+    returns, lengths, successes, gave_up, deltas, utterances = [], [], [], [], [], []
     for ep in range(args.episodes):
         obs, info = env.reset(seed=args.seed + ep)
         done, ret = False, 0.0
@@ -78,11 +80,13 @@ def _demo(args: argparse.Namespace) -> int:
         successes.append(st.success)
         gave_up.append(st.gave_up)
         deltas.append(st.intensities[-1] - st.intensities[0])
+        utterances += [t.text for t in st.turns]
     usage = env.engine.seeker.backend.usage
     total = time.perf_counter() - t0
     print(
         f"\nmetrics: episodes={len(returns)} mean_return={np.mean(returns):+.3f} success_rate={np.mean(successes):.2f} "
         f"give_up_rate={np.mean(gave_up):.2f} avg_turns={np.mean(lengths):.1f} mean_intensity_change={np.mean(deltas):+.2f} "
+        f"degenerate_share={degenerate_share(utterances):.2f} "
         f"tokens={usage.prompt_tokens + usage.completion_tokens} load_s={load_s:.1f} total_s={total:.1f}"
     )
     return 0

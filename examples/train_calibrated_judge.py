@@ -9,6 +9,10 @@ choice, when ``--eval-valid`` is given.
     python examples/train_calibrated_judge.py                      # search, train, write shipped weights
     python examples/train_calibrated_judge.py --no-search --head ridge --k 2 --alpha 100
     python examples/train_calibrated_judge.py --out /tmp/my-judge --eval-valid
+    # the politeness-free default judge (esconv-minilm-nopolite): the shipped configuration, trained
+    # on seeker turns with thanks, greetings and goodbyes removed
+    python examples/train_calibrated_judge.py --no-search --k 4 --mode concat --head ridge --alpha 3000 \
+        --phase-alpha 10000 --opening-views 2 --strip-politeness --out agents/judges/weights/esconv-minilm-nopolite --eval-valid
 
 ESConv (CC BY-NC 4.0) is read from ``--data-dir`` (default: ``$ESC_ENV_ESCONV_DIR`` or
 ``../shared/data/esconv``); only learned weights are written.
@@ -24,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from agents.judges.calibrated import (
-    DEFAULT_WEIGHTS,
     WEIGHTS_DIR,
     CalibratedAffectJudge,
     FeatureConfig,
@@ -61,7 +64,7 @@ def stage1(args) -> list[TrainConfig]:
     for k, mode, ov in itertools.product((2, 3, 4, 6), ("concat", "turns"), (1, 2, 3)):
         for alpha, pw in itertools.product(RIDGE_ALPHAS, (0.0, 1.0)):
             p = HeadParams(alpha=alpha, pair_weight=pw, seed=args.seed)
-            out.append(TrainConfig(FeatureConfig(k, mode), "ridge", p, ov, args.end_views, args.opening_seeker_turns, args.folds, args.seed))
+            out.append(TrainConfig(FeatureConfig(k, mode, strip_politeness=args.strip_politeness), "ridge", p, ov, args.end_views, args.opening_seeker_turns, args.folds, args.seed))
     return out
 
 
@@ -85,8 +88,20 @@ def stage2(args, best: list[TrainConfig]) -> list[TrainConfig]:
 
 def describe(c: TrainConfig) -> str:
     p = c.params
-    return (f"K={c.features.last_seeker_turns} {c.features.mode:6s} open_views={c.opening_views} "
+    strip = " strip_politeness" if c.features.strip_politeness else ""
+    return (f"K={c.features.last_seeker_turns} {c.features.mode:6s}{strip} open_views={c.opening_views} "
             f"{c.head:7s} alpha={p.alpha:<6g} pair={p.pair_weight:g} phase_alpha={p.phase_alpha:g}")
+
+
+def warm_cache(encoder, dialogues, features: FeatureConfig, batch: int = 64) -> None:
+    """Encode the texts of ``dialogues`` in batches of ``batch`` (into the encoder's cache), so that
+    ``featurize``'s one big call finds them cached: one padded batch of thousands of 256-token
+    texts would need several GB of activations."""
+    from tqdm import tqdm
+
+    texts = list(dict.fromkeys(t for d in dialogues for t in features.texts(d)))
+    for s in tqdm(range(0, len(texts), batch), desc="encoding", unit="batch", mininterval=10):
+        encoder.encode(texts[s : s + batch])
 
 
 class Searcher:
@@ -102,10 +117,12 @@ class Searcher:
         vkey = (c.features, c.opening_views, c.end_views)
         if vkey not in self._views:
             views = training_views(self.train, c.opening_views, c.end_views)
+            warm_cache(self.encoder, views.dialogues, c.features)
             self._views[vkey] = (views, featurize(views.dialogues, self.encoder, c.features))
         ekey = (c.features, c.opening_seeker_turns)
         if ekey not in self._eval:
             ev = eval_views(self.train, c.opening_seeker_turns)
+            warm_cache(self.encoder, ev.opens + ev.ends, c.features)
             xe = featurize(ev.opens + ev.ends, self.encoder, c.features)
             self._eval[ekey] = (ev, xe[: len(ev.opens)], xe[len(ev.opens):])
         return self._views[vkey] + self._eval[ekey]
@@ -126,7 +143,7 @@ class Searcher:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="folder with ESConv train.jsonl/valid.jsonl (default: $ESC_ENV_ESCONV_DIR or ../shared/data/esconv)")
-    ap.add_argument("--out", default=str(WEIGHTS_DIR / DEFAULT_WEIGHTS), help="weights folder to write (default: the shipped esconv-minilm weights)")
+    ap.add_argument("--out", default=str(WEIGHTS_DIR / "esconv-minilm"), help="weights folder to write (default: the shipped esconv-minilm weights; the default judge's are esconv-minilm-nopolite, see above)")
     ap.add_argument("--encoder", choices=("minilm", "backend"), default="minilm", help="frozen text encoder: packaged all-MiniLM-L6-v2, or an LLM backend's mean-pooled hidden states")
     ap.add_argument("--backend", default="embedded", help="backend spec for --encoder backend (e.g. embedded, hf:/path)")
     ap.add_argument("--search", action=argparse.BooleanOptionalAction, default=True, help="cross-validate a grid of features x heads on train and keep the best (default); --no-search trains the one configuration below")
@@ -140,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=300, help="optimiser steps of the ordinal/MLP heads (--no-search)")
     ap.add_argument("--opening-views", type=int, default=2, help="openings per dialogue: cut after seeker turn 1..N, labelled with the initial rating (--no-search)")
     ap.add_argument("--end-views", type=int, default=1, help="end views per dialogue labelled with the final rating (1: the whole dialogue)")
+    ap.add_argument("--strip-politeness", action="store_true", help="the judge reads seeker turns without thanks, greetings and goodbyes (agents/judges/politeness.py), in training and in use")
     ap.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds on train")
     ap.add_argument("--seed", type=int, default=0, help="seed of the folds and of head initialisation")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N train dialogues (quick runs)")
@@ -174,7 +192,7 @@ def main(argv=None) -> int:
     else:
         p = HeadParams(alpha=args.alpha, pair_weight=args.pair_weight, phase_alpha=args.phase_alpha, hidden=args.hidden,
                        epochs=args.epochs, seed=args.seed)
-        search.run([TrainConfig(FeatureConfig(args.k, args.mode), args.head, p, args.opening_views, args.end_views,
+        search.run([TrainConfig(FeatureConfig(args.k, args.mode, strip_politeness=args.strip_politeness), args.head, p, args.opening_views, args.end_views,
                                 args.opening_seeker_turns, args.folds, args.seed)])
 
     ranked = search.ranked()
@@ -198,6 +216,8 @@ def main(argv=None) -> int:
     judge = CalibratedAffectJudge(encoder, best.features, head, mean, scale, info=info, encoder_kind=args.encoder)
     if args.eval_valid:
         valid = load_esconv("valid", args.data_dir)
+        ev = eval_views(valid, args.opening_seeker_turns)
+        warm_cache(encoder, ev.opens + ev.ends, best.features)
         vm = evaluate_judge(judge, valid, args.opening_seeker_turns)
         judge.info["valid"] = {"opening_seeker_turns": args.opening_seeker_turns, **vm, "note": "measured after selection; not used for it"}
         print("\nvalid split (not used for selection):")

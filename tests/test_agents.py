@@ -14,9 +14,14 @@ from agents.seeker import (
     SEEKER_FALLBACK,
     SeekerAgent,
     SeekerReply,
+    ROLE_ECHO,
     bound_length,
     clean_utterance,
+    drop_repeats,
+    drop_role_echo,
+    limit_words,
     parse_markers,
+    split_sentences,
     unlocked_facts,
 )
 from agents.strategies import AFLOW, ESCONV
@@ -138,6 +143,84 @@ def test_bound_length_prefers_sentence_end():
     long_word_text = "word " * 50
     out = bound_length(long_word_text, 33)
     assert len(out) <= 33 and not out.endswith(" ") and out.split()[-1] == "word"
+
+
+def test_split_sentences_keeps_end_marks_and_a_tail():
+    assert split_sentences("Hi there. How are you?  Fine") == ["Hi there.", "How are you?", "Fine"]
+    assert split_sentences('She said "no." Then left!') == ['She said "no."', "Then left!"]
+    assert split_sentences("   ") == []
+
+
+@pytest.mark.parametrize(
+    "text, echo, expected",
+    [
+        ("I'm sorry, I'm sorry, I'm sorry.", (), "I'm sorry."),  # a clause loop inside one sentence
+        ("I feel lost. I feel lost! Really.", (), "I feel lost. Really."),  # the same words twice
+        ("It's not about being selfish, but kind. I agree.", ("You know, it's not about being selfish, but kind.",), "I agree."),
+        ("Thanks so much. I agree.", ("thanks so much",), "Thanks so much. I agree."),  # under 4 words: kept
+        ("One. Two. One more.", (), "One. Two. One more."),
+    ],
+)
+def test_drop_repeats(text, echo, expected):
+    assert drop_repeats(text, echo) == expected
+
+
+@pytest.mark.parametrize(
+    "text, n, expected",
+    [
+        ("One two three. Four five six seven. Eight.", 5, "One two three."),
+        ("One two three. Four five six seven. Eight.", 8, "One two three. Four five six seven. Eight."),
+        ("One two three. Four five six seven. Eight.", 7, "One two three. Four five six seven."),
+        ("a b c d e f g h", 4, "a b c d."),  # no sentence end in reach: cut after 4 words
+        ("I feel sad, tired and alone today", 5, "I feel sad."),  # cut at the comma
+        ("Why, oh why would this happen to me again", 6, "Why, oh why would this happen."),  # comma too early
+        ("I can't sleep. My mind keeps going back to the", 20, "I can't sleep."),  # cut off mid-sentence: dropped
+        ("My mind keeps going back to the", 20, "My mind keeps going back to the"),  # nothing complete before it
+    ],
+)
+def test_limit_words_cuts_at_a_sentence_end(text, n, expected):
+    assert limit_words(text, n) == expected
+    assert len(limit_words(text, n).split()) <= n
+
+
+def test_drop_role_echo_removes_helper_sentences():
+    assert drop_role_echo("I'm here for you. My dog died.") == "My dog died."
+    assert drop_role_echo("How can I help you today? I can't sleep.") == "I can't sleep."
+    assert drop_role_echo("As an AI, I cannot. Fine.") == "Fine."
+    assert drop_role_echo("My sister is here for the weekend.") == "My sister is here for the weekend."
+
+
+def test_clean_utterance_word_limit_and_loops():
+    raw = "I'm so sorry, I'm so sorry. I lost my job today and it hurts. I lost my job today and it hurts. I can't sleep at all now."
+    out = clean_utterance(raw, 400, max_words=20, role_echo=ROLE_ECHO)
+    assert out == "I'm so sorry. I lost my job today and it hurts. I can't sleep at all now."
+    assert clean_utterance(raw, 400, max_words=10) == "I'm so sorry."
+    assert clean_utterance("How can I help you? I feel awful.", 400, role_echo=ROLE_ECHO) == "I feel awful."
+
+
+def test_seeker_and_supporter_prompts_carry_the_word_limits(backend):
+    assert "at most 20 words" in SeekerAgent(backend).system_prompt(_persona())
+    assert "at most 12 words" in SeekerAgent(backend, max_words=12).system_prompt(_persona())
+    assert "at most 25 words" in SupporterAgent(backend).system_prompt("Question")
+    long = "I lost my job. " + "I keep thinking about the money all the time and about my kids. " * 3
+    assert len(SeekerAgent(backend).parse(long).text.split()) <= 20
+    assert len(SupporterAgent(backend).clean("That sounds so hard. " + "Tell me what worries you most about it now. " * 4).split()) <= 25
+    with pytest.raises(ValueError, match="max_words"):
+        SeekerAgent(backend, max_words=0)
+    with pytest.raises(ValueError, match="context_turns"):
+        SupporterAgent(backend, reply_context_turns=0)
+
+
+def test_agents_see_only_recent_turns(backend):
+    d = [Turn("seeker" if i % 2 == 0 else "supporter", f"utterance {i}") for i in range(9)]
+    seeker_conv = SeekerAgent(backend, context_turns=4).conversation(_persona(), d[:8])
+    texts = " ".join(m["content"] for m in seeker_conv[1:])
+    assert "utterance 3" not in texts and "utterance 4" in texts and "utterance 7" in texts
+    sup_conv = SupporterAgent(backend, reply_context_turns=3).conversation(d, "Question")
+    texts = " ".join(m["content"] for m in sup_conv[1:])
+    assert "utterance 5" not in texts and "utterance 6" in texts and "utterance 8" in texts
+    full = SeekerAgent(backend, context_turns=None).conversation(_persona(), d[:8])
+    assert "utterance 0" in " ".join(m["content"] for m in full[1:])
 
 
 def test_seeker_parse_fallback_and_flags(backend):

@@ -293,3 +293,52 @@ def test_vllm_spec_reaches_the_backend_with_the_model_name(monkeypatch):
     assert seen == {"model": "org/Model-7B:rev", "kw": {"dtype": "bfloat16"}}
     with pytest.raises(ValueError, match="unknown backend spec"):
         make_backend("vllm:")
+
+
+# ---- repetition controls ------------------------------------------------------------------
+LOOP = [{"role": "user", "content": "Say 'thank you so much' over and over."}]
+
+
+def test_repetition_controls_mapping():
+    from agents.backends.transformers_backend import repetition_controls
+
+    assert repetition_controls(GenerationParams()) == {}
+    assert repetition_controls(GenerationParams(repetition_penalty=1.3, no_repeat_ngram_size=4)) == {
+        "repetition_penalty": 1.3, "no_repeat_ngram_size": 4,
+    }
+
+
+def test_openai_penalties_by_hand():
+    from agents.backends.transformers_backend import OpenAIPenalties
+
+    # prompt = the first 2 columns (token 3 twice: not counted); generated: 5, 5, 7
+    input_ids = torch.tensor([[3, 3, 5, 5, 7], [3, 3, 1, 2, 3]])
+    scores = torch.zeros(2, 8)
+    out = OpenAIPenalties(2, frequency_penalty=0.5, presence_penalty=1.0)(input_ids, scores)
+    expected = torch.zeros(2, 8)
+    expected[0, 5] = -(0.5 * 2 + 1.0)
+    expected[0, 7] = -(0.5 * 1 + 1.0)
+    expected[1, 1] = expected[1, 2] = expected[1, 3] = -1.5  # token 3 once in the reply
+    torch.testing.assert_close(out, expected)
+    assert OpenAIPenalties(5, 2.0, 2.0)(input_ids, scores).abs().sum() == 0  # nothing generated yet
+
+
+@pytest.fixture(scope="module")
+def loop_reply(backend) -> str:
+    """Greedy SmolLM2 without repetition controls: it loops on :data:`LOOP`."""
+    return backend.generate([LOOP], GenerationParams(max_new_tokens=24))[0].text
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [{"no_repeat_ngram_size": 3}, {"repetition_penalty": 2.0}, {"frequency_penalty": 2.0}],
+    ids=["no_repeat_ngram_size", "repetition_penalty", "frequency_penalty"],
+)
+def test_repetition_controls_stop_a_real_loop(backend, loop_reply, controls):
+    from esc_env.evaluation.dialogue_quality import repeated_trigram_share
+
+    plain = loop_reply
+    assert repeated_trigram_share(plain) > 0.3, plain
+    controlled = backend.generate([LOOP], GenerationParams(max_new_tokens=24, **controls))[0].text
+    assert controlled != plain
+    assert repeated_trigram_share(controlled) < 0.1, controlled

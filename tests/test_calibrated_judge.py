@@ -126,10 +126,17 @@ def test_one_encoder_forward_pass_per_call_and_cache(judge):
 
 
 def test_desperate_text_rated_higher_than_relieved_text(judge):
+    # the old weights separate these cleanly, largely through the thanks and goodbyes in RELIEVED
+    old = CalibratedAffectJudge.load("esconv-minilm", encoder=judge.encoder)
+    hi = old.judge([seeker("Hi", t) for t in DESPERATE])
+    lo = old.judge([seeker("Hi", t) for t in RELIEVED])
+    assert hi.min() > lo.max(), (hi, lo)
+    assert hi.mean() - lo.mean() > 0.5, (hi, lo)  # measured: about 1.0
+    # the default weights do not read politeness: what is left still orders them on average
+    # (measured: 3.58 against 3.09; the weakness is documented in agents/judges/calibrated.py)
     hi = judge.judge([seeker("Hi", t) for t in DESPERATE])
     lo = judge.judge([seeker("Hi", t) for t in RELIEVED])
-    assert hi.min() > lo.max(), (hi, lo)
-    assert hi.mean() - lo.mean() > 0.5, (hi, lo)  # measured: about 1.0 with the shipped weights
+    assert hi.mean() - lo.mean() > 0.2, (hi, lo)
 
 
 def test_judge_texts_matches_single_turn_dialogues(judge):
@@ -258,3 +265,31 @@ def test_calibrated_judge_with_prompted_design_is_an_error(backend):
 
     with pytest.raises(ValueError, match="affect_design"):
         ESCEnv(backend, affect_judge="calibrated", affect_design="digits")
+
+
+# ---- the default judge: politeness removed from what it reads (issue 16) -------------------------
+
+
+def test_default_judge_is_the_politeness_free_calibrated_judge(backend):
+    from pathlib import Path
+
+    from esc_env.build import resolve_affect_judge
+
+    auto = resolve_affect_judge("auto", backend)
+    assert isinstance(auto, CalibratedAffectJudge)
+    assert Path(auto.source).name == DEFAULT_WEIGHTS == "esconv-minilm-nopolite"
+    assert auto.features.strip_politeness is True
+    assert resolve_affect_judge("calibrated", backend) is auto
+    old = resolve_affect_judge("calibrated:esconv-minilm", backend)
+    assert old is not auto and old.features.strip_politeness is False
+
+
+def test_default_judge_does_not_read_thanks_greetings_goodbyes(judge):
+    plain = seeker("I lost my job.", "I still feel hopeless about it.")
+    polite = seeker("Hi! I lost my job.", "Thanks. I still feel hopeless about it.", "Thank you so much, bye!")
+    a, b = judge.judge([plain, polite])
+    assert a == b  # what it reads is the same text
+    # the previous default read the same politeness as calm
+    old = CalibratedAffectJudge.load("esconv-minilm", encoder=judge.encoder)
+    a_old, b_old = old.judge([plain, polite])
+    assert b_old < a_old - 0.2, (a_old, b_old)

@@ -234,6 +234,11 @@ def test_benchmark_metrics_on_known_values():
     assert m["n_fell"] == 3  # dialogues 0, 1 and 4 (3 has no final score)
     assert m["dir_acc"] == pytest.approx(2 / 3)  # 0 and 1 fell in the judge's eyes too, 4 did not
     assert m["mae_first"] == pytest.approx(np.mean(np.abs(first - [5, 4, 3, 5, 2])))
+    # pooled: the 5 openings and the 4 ends with a final score (dialogue 3's end is left out)
+    from scipy.stats import spearmanr
+
+    pooled = spearmanr([4.9, 4.1, 3.0, 4.9, 2.2, 2.1, 3.5, 3.2, 2.5], [5, 4, 3, 5, 2, 2, 3, 3, 1])[0]
+    assert m["rho_pooled"] == pytest.approx(pooled)
 
 
 def test_benchmark_runs_end_to_end(backend, esconv_dir):

@@ -8,6 +8,7 @@ errors go through :class:`FaultyProxy`, a real reverse proxy that fails the firs
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -333,7 +334,9 @@ def test_langchain_generate_matches_the_openai_backend(chat_model, remote):
     from agents.backends import LangChainBackend
 
     lc = LangChainBackend(chat_model, max_concurrency=4)
-    assert lc.param_fields == {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed"}
+    assert lc.param_fields == {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
+                               "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
+                               "repetition_penalty": None, "no_repeat_ngram_size": None}
     assert lc.legacy_max_tokens  # ChatOpenAI on a non-OpenAI server
     convs = [CONV_A, CONV_B, CONV_C]
     ours = lc.generate(convs, SHORT)
@@ -386,3 +389,66 @@ def test_langchain_rejects_non_chat_models():
 
     with pytest.raises(TypeError, match="BaseChatModel, got str"):
         LangChainBackend("gpt-4")
+
+
+# ---- repetition controls reach the server -----------------------------------------------------
+LOOP = [{"role": "user", "content": "Say 'thank you so much' over and over."}]
+PENALTIES = dict(frequency_penalty=2.0, presence_penalty=0.5, repetition_penalty=1.3, no_repeat_ngram_size=3)
+
+
+def _record_bodies(openai_client) -> list[dict]:
+    """JSON bodies of the requests an ``openai.OpenAI`` client sends (an httpx request hook)."""
+    bodies: list[dict] = []
+    openai_client._client.event_hooks["request"].append(lambda request: bodies.append(json.loads(request.content)))
+    return bodies
+
+
+@server
+def test_openai_backend_sends_the_repetition_controls(llama_server):
+    from esc_env.evaluation.dialogue_quality import repeated_trigram_share
+
+    b = OpenAICompatibleBackend([llama_server.base_url], MODEL_ALIAS, max_in_flight=1, repetition_penalty_field="repeat_penalty")
+    try:
+        bodies = _record_bodies(b._clients[0])
+        params = GenerationParams(max_new_tokens=24)
+        plain = b.generate([LOOP], params)[0].text
+        assert not {"frequency_penalty", "presence_penalty", "repeat_penalty"} & set(bodies[-1])  # defaults: not sent
+        controlled = b.generate([LOOP], params.replace(**PENALTIES))[0].text
+        body = bodies[-1]
+        assert body["frequency_penalty"] == 2.0 and body["presence_penalty"] == 0.5 and body["repeat_penalty"] == 1.3
+        assert "no_repeat_ngram_size" not in body  # documented as ignored
+        assert controlled != plain  # the server applied them
+        assert repeated_trigram_share(controlled) <= repeated_trigram_share(plain)
+    finally:
+        b.close()
+    # without a field for it, repetition_penalty is not sent
+    b = OpenAICompatibleBackend([llama_server.base_url], MODEL_ALIAS, max_in_flight=1)
+    try:
+        bodies = _record_bodies(b._clients[0])
+        b.generate([LOOP], GenerationParams(max_new_tokens=2, repetition_penalty=1.3))
+        assert "repetition_penalty" not in bodies[-1] and "repeat_penalty" not in bodies[-1]
+    finally:
+        b.close()
+    with pytest.raises(ValueError, match="repetition_penalty_field"):
+        OpenAICompatibleBackend([llama_server.base_url], MODEL_ALIAS, repetition_penalty_field="")
+
+
+@server
+def test_langchain_sends_the_repetition_controls_it_has_fields_for(chat_model):
+    from agents.backends import LangChainBackend
+
+    lc = LangChainBackend(chat_model, max_concurrency=1)
+    assert lc.param_fields["frequency_penalty"] == "frequency_penalty"
+    assert lc.param_fields["presence_penalty"] == "presence_penalty"
+    assert lc.param_fields["repetition_penalty"] is None and lc.param_fields["no_repeat_ngram_size"] is None
+    hooks = chat_model.root_client._client.event_hooks["request"]
+    before = list(hooks)
+    bodies = _record_bodies(chat_model.root_client)
+    try:
+        lc.generate([LOOP], GenerationParams(max_new_tokens=4))
+        assert "frequency_penalty" not in bodies[-1] and "presence_penalty" not in bodies[-1]
+        lc.generate([LOOP], GenerationParams(max_new_tokens=4, **PENALTIES))
+        assert bodies[-1]["frequency_penalty"] == 2.0 and bodies[-1]["presence_penalty"] == 0.5
+        assert lc.dropped_params >= {"repetition_penalty", "no_repeat_ngram_size"}
+    finally:
+        hooks[:] = before

@@ -31,6 +31,10 @@ PARAM_FIELDS: dict[str, tuple[str, ...]] = {
     "temperature": ("temperature",),
     "top_p": ("top_p",),
     "seed": ("seed", "random_seed"),
+    "frequency_penalty": ("frequency_penalty",),
+    "presence_penalty": ("presence_penalty",),
+    "repetition_penalty": ("repetition_penalty", "repeat_penalty"),
+    "no_repeat_ngram_size": ("no_repeat_ngram_size",),
 }
 
 _LENGTH_REASONS = {"length", "max_tokens", "MAX_TOKENS", "max_output_tokens"}
@@ -62,6 +66,14 @@ class LangChainBackend(LLMBackend):
             renames ``max_tokens`` to ``max_completion_tokens``, which llama.cpp's servers
             ignore (they would generate to the context limit).  ``None``: on for a
             ``ChatOpenAI`` with a ``base_url`` other than api.openai.com.
+
+    Generation settings go to the chat model's own fields (:data:`PARAM_FIELDS`: e.g.
+    ``max_tokens`` or ``num_predict``).  Repetition controls are sent only when set (not
+    1.0 / 0): ``frequency_penalty`` and ``presence_penalty`` to fields of those names
+    (``ChatOpenAI``), ``repetition_penalty`` to ``repetition_penalty`` or ``repeat_penalty``
+    (``ChatOllama``, Hugging Face models), ``no_repeat_ngram_size`` to a field of that name.
+    A setting the model has no field for is ignored and its name is added to
+    :attr:`dropped_params`.
     """
 
     def __init__(
@@ -131,10 +143,14 @@ class LangChainBackend(LLMBackend):
         return out
 
     def _bind(self, max_new_tokens: int | None = None, temperature: float | None = None, top_p: float | None = None,
-              seed: int | None = None, stop: Sequence[str] = (), **extra):
+              seed: int | None = None, stop: Sequence[str] = (), frequency_penalty: float | None = None,
+              presence_penalty: float | None = None, repetition_penalty: float | None = None,
+              no_repeat_ngram_size: int | None = None, **extra):
         kwargs: dict[str, Any] = {}
         for key, value in (("max_new_tokens", max_new_tokens), ("temperature", temperature),
-                           ("top_p", top_p), ("seed", seed)):
+                           ("top_p", top_p), ("seed", seed), ("frequency_penalty", frequency_penalty),
+                           ("presence_penalty", presence_penalty), ("repetition_penalty", repetition_penalty),
+                           ("no_repeat_ngram_size", no_repeat_ngram_size)):
             if value is None:
                 continue
             field = self.param_fields[key]
@@ -191,6 +207,10 @@ class LangChainBackend(LLMBackend):
             temperature=params.temperature,
             top_p=params.top_p if params.top_p < 1.0 else None,
             stop=params.stop,
+            frequency_penalty=params.frequency_penalty or None,
+            presence_penalty=params.presence_penalty or None,
+            repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
+            no_repeat_ngram_size=params.no_repeat_ngram_size or None,
         )
         if params.seed is None or n == 1 or self.param_fields["seed"] is None:
             seed = params.seed if n == 1 else None

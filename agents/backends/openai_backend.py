@@ -207,6 +207,15 @@ class OpenAICompatibleBackend(LLMBackend):
         max_tokens_field: request field for ``max_new_tokens``: ``"max_tokens"`` (vLLM,
             llama.cpp) or ``"max_completion_tokens"`` (OpenAI's reasoning models).
         extra_body: extra JSON fields merged into every request (e.g. ``{"top_k": 20}``).
+        repetition_penalty_field: the request field that carries
+            ``GenerationParams.repetition_penalty``, which the OpenAI API does not have:
+            ``"repetition_penalty"`` for vLLM, SGLang and TGI, ``"repeat_penalty"`` for
+            llama.cpp's servers; ``None`` (default): the setting is ignored.
+
+    Repetition controls of :class:`GenerationParams`: ``frequency_penalty`` and
+    ``presence_penalty`` are sent as the API's fields of those names (when not 0);
+    ``repetition_penalty`` only with ``repetition_penalty_field`` (when not 1.0);
+    ``no_repeat_ngram_size`` is ignored (no server API has it).
 
     ``generate`` asks for ``n`` replies as ``n`` separate requests (reply ``j`` with seed
     ``seed + j`` when a seed is given): llama.cpp's servers ignore ``n``, and separate
@@ -229,6 +238,7 @@ class OpenAICompatibleBackend(LLMBackend):
         top_logprobs: int = MAX_TOP_LOGPROBS,
         max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
         extra_body: dict | None = None,
+        repetition_penalty_field: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(base_urls, str):
@@ -267,6 +277,11 @@ class OpenAICompatibleBackend(LLMBackend):
         self.top_logprobs = top_logprobs
         self.max_tokens_field = max_tokens_field
         self.extra_body = dict(extra_body or {})
+        if repetition_penalty_field is not None and (not isinstance(repetition_penalty_field, str) or not repetition_penalty_field):
+            raise ValueError(
+                f"OpenAICompatibleBackend: repetition_penalty_field must be a non-empty string or None, got {repetition_penalty_field!r}"
+            )
+        self.repetition_penalty_field = repetition_penalty_field
         self.continue_final_message = bool(continue_final_message)
 
         self._render = make_renderer(chat_template) if chat_template is not None else None
@@ -425,7 +440,14 @@ class OpenAICompatibleBackend(LLMBackend):
                     kw["stop"] = list(params.stop)
                 if params.seed is not None:
                     kw["seed"] = params.seed + j
-                body = self._body()
+                if params.frequency_penalty:
+                    kw["frequency_penalty"] = params.frequency_penalty
+                if params.presence_penalty:
+                    kw["presence_penalty"] = params.presence_penalty
+                extra = None
+                if self.repetition_penalty_field is not None and params.repetition_penalty != 1.0:
+                    extra = {self.repetition_penalty_field: params.repetition_penalty}
+                body = self._body(extra)
                 if body:
                     kw["extra_body"] = body
                 jobs.append(("chat", kw))

@@ -12,12 +12,58 @@ import numpy as np
 from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
 
 
+def repetition_controls(params: GenerationParams) -> dict:
+    """The ``model.generate`` keyword arguments for the repetition controls transformers has
+    built in: ``repetition_penalty`` (when not 1.0) and ``no_repeat_ngram_size`` (when > 0)."""
+    out: dict = {}
+    if params.repetition_penalty != 1.0:
+        out["repetition_penalty"] = float(params.repetition_penalty)
+    if params.no_repeat_ngram_size > 0:
+        out["no_repeat_ngram_size"] = int(params.no_repeat_ngram_size)
+    return out
+
+
+class OpenAIPenalties:
+    """OpenAI's frequency and presence penalties as a transformers logits processor.
+
+    For every token ``t`` generated ``c[t]`` times so far (prompt tokens do not count):
+    ``logit[t] -= frequency_penalty * c[t] + presence_penalty * (c[t] > 0)``.
+
+    Args:
+        prompt_length: columns of ``input_ids`` that belong to the (padded) prompt.
+        frequency_penalty, presence_penalty: as in :class:`GenerationParams`.
+    """
+
+    def __init__(self, prompt_length: int, frequency_penalty: float = 0.0, presence_penalty: float = 0.0) -> None:
+        self.prompt_length = int(prompt_length)
+        self.frequency_penalty = float(frequency_penalty)
+        self.presence_penalty = float(presence_penalty)
+
+    def __call__(self, input_ids, scores):
+        """``input_ids``: ``(batch, prompt_length + generated)``; ``scores``: ``(batch, vocab)``."""
+        import torch
+
+        generated = input_ids[:, self.prompt_length :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores)
+        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency_penalty * counts - self.presence_penalty * (counts > 0).to(scores.dtype)
+
+
 class TransformersBackend(LLMBackend):
     """Any local Hugging Face causal LM (a folder with weights and a chat template).
 
     Generation is batched with left padding; prompts are grouped by length so that a
     batch wastes little on padding.  Greedy decoding (``temperature=0``) is
     deterministic; sampling is reproducible for a given ``seed`` and batch.
+
+    Repetition controls of :class:`GenerationParams`: ``repetition_penalty`` and
+    ``no_repeat_ngram_size`` go to ``model.generate`` as they are (transformers applies both
+    to the prompt's tokens as well as the reply's: a 4-gram of the prompt cannot be
+    repeated with ``no_repeat_ngram_size=4``); ``frequency_penalty`` and
+    ``presence_penalty`` are applied with OpenAI's definition over the reply's tokens only
+    (:class:`OpenAIPenalties`).  Nothing is ignored.
 
     Args:
         model_path: folder of a Hugging Face model (``config.json``, weights, tokenizer).
@@ -105,6 +151,7 @@ class TransformersBackend(LLMBackend):
             gen_kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        gen_kwargs.update(repetition_controls(params))
 
         rng_ctx = contextlib.nullcontext()
         if not params.greedy and params.seed is not None:
@@ -115,7 +162,13 @@ class TransformersBackend(LLMBackend):
             for start in range(0, len(order), self.max_batch_size):
                 idx = order[start : start + self.max_batch_size]
                 enc = self._encode([prompts[i] for i in idx])
-                out = self.model.generate(**enc, **gen_kwargs)
+                kwargs = gen_kwargs
+                if params.frequency_penalty or params.presence_penalty:
+                    from transformers import LogitsProcessorList
+
+                    penalties = OpenAIPenalties(enc["input_ids"].shape[1], params.frequency_penalty, params.presence_penalty)
+                    kwargs = dict(gen_kwargs, logits_processor=LogitsProcessorList([penalties]))
+                out = self.model.generate(**enc, **kwargs)
                 new = out[:, enc["input_ids"].shape[1] :]
                 prompt_lens = enc["attention_mask"].sum(-1).tolist()
                 for row, i in enumerate(idx):

@@ -43,24 +43,57 @@ SmolLM2-135M, same views.  (b) see the first weakness below.
 Cost: about 70 ms per judged dialogue on a shared 2-core CPU, about 1% of one generated
 seeker reply (``benchmarks/judge_validity.py``: ``x_reply`` 0.012).
 
+**Politeness-free weights, the default** (``esconv-minilm-nopolite``, issue 16): the same
+configuration trained on the same train dialogues, but every seeker turn is read through
+:func:`~agents.judges.politeness.strip_politeness` (thanks, greetings and goodbyes removed;
+a turn that was only politeness is skipped), in training and in use
+(``FeatureConfig.strip_politeness``).  No new search: the configuration is the one chosen
+above, so nothing was tuned on valid.  ``examples/train_calibrated_judge.py --no-search --k 4
+--mode concat --head ridge --alpha 3000 --phase-alpha 10000 --opening-views 2
+--strip-politeness --out agents/judges/weights/esconv-minilm-nopolite --eval-valid``:
+
+=========================  =================  ==============  =============  ==============
+metric                     nopolite, valid    nopolite, CV    esconv-minilm  esconv-minilm
+                                              on train        valid          CV on train
+=========================  =================  ==============  =============  ==============
+Spearman, pooled           0.66               0.66            0.65           0.68
+Spearman, openings/initial 0.11               0.17            0.08           0.19
+Spearman, ends/final       0.06               0.10            0.04           0.14
+MAE (1-5)                  0.82               0.84            0.81           0.82
+direction accuracy         0.97               0.98            0.99           0.98
+=========================  =================  ==============  =============  ==============
+
+It meets issue 8's targets as the old weights do; a politeness-only change of a seeker
+text no longer moves it at all (the text it reads is the same), where the old weights moved
+by about -0.35 on average (``benchmarks/reward_hacking.py``, probe table in the README).
+
 **Known weaknesses** (read before using it as a reward):
 
 * Labels exist only at the start and the end of a dialogue, and every surveyed ESConv
   dialogue ends calmer than it began.  Most of what the judge learnt is *which end of a
-  support conversation a text comes from*: greetings score high ("Hi" ~4.0, "Hello, how
-  are you?" ~4.3), thanks and goodbyes low ("Thank you so much, bye!" ~2.7), and
-  "Thanks. I still feel hopeless ..." scores lower (~3.3) than the same text without the
-  thanks (~4.1).  The "time-point oracle" (the train mean of the initial ratings for every
-  opening, of the final ratings for every end) beats it on the pooled metrics, so pooled
-  Spearman, MAE and direction accuracy mostly measure this.  A policy can raise its
-  reward by steering an LLM seeker into thanking.
-* Within one time point it barely ranks seekers: Spearman 0.19 / 0.14 in CV on train,
-  0.08 / 0.04 on valid (bootstrap 95% intervals include 0).
+  support conversation a text comes from*.  The old ``esconv-minilm`` weights read
+  greetings as upset ("Hi" ~4.0, "Hello, how are you?" ~4.3) and thanks and goodbyes as calm
+  ("Thank you so much, bye!" ~2.7; "Thanks. I still feel hopeless ..." ~3.3 against ~4.1
+  without the thanks), so a policy could raise its reward by steering an LLM seeker into
+  thanking.  The default weights do not read these formulas, but every other cue of "the
+  end of a conversation" is still there: "I'll try that", "that helps", "I feel better
+  now" are read as calm whether or not the seeker has any reason to feel better, and a
+  supporter who tells an LLM seeker that its problem is solved can get such words out of
+  it (``declare-solved`` in ``benchmarks/reward_hacking.py``).  The politeness list is
+  hand-written English (:mod:`agents.judges.politeness`); a formula it does not know
+  leaks through.  The "time-point oracle" (the train mean of the initial ratings for
+  every opening, of the final ratings for every end) beats both weights on the pooled
+  metrics, so pooled Spearman, MAE and direction accuracy mostly measure the start/end
+  contrast.
+* Within one time point it barely ranks seekers: Spearman 0.17 / 0.10 in CV on train and
+  0.11 / 0.06 on valid for the default weights (0.19 / 0.14 and 0.08 / 0.04 for the old
+  ones, whose bootstrap 95% intervals on valid include 0; with 195 dialogues a Spearman
+  below about 0.14 is not distinguishable from 0).
 * 910 training dialogues; self-ratings are coarse (initial mostly 4-5, final mostly 1-3).
 
 Usage::
 
-    judge = CalibratedAffectJudge.load("esconv-minilm")   # shipped weights
+    judge = CalibratedAffectJudge.load()                    # shipped default weights (esconv-minilm-nopolite)
     judge.judge([turns_a, turns_b])                         # -> array([4.1, 2.3])
 
 Weights are a folder with ``head.safetensors`` (the head's tensors and the feature
@@ -79,13 +112,15 @@ import numpy as np
 
 from ..dialogue import Turn
 from .encoders import TextEncoder, make_encoder
+from .politeness import strip_politeness
 
 MIN_LEVEL, MAX_LEVEL, NEUTRAL_LEVEL = 1.0, 5.0, 3.0
 
 #: folder of the weights shipped with the package
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: name of the default shipped weights
-DEFAULT_WEIGHTS = "esconv-minilm"
+#: name of the default shipped weights: politeness-free (the previous default, ``"esconv-minilm"``,
+#: reads thanks and goodbyes as calm; see the module docstring)
+DEFAULT_WEIGHTS = "esconv-minilm-nopolite"
 
 HEAD_FILE = "head.safetensors"
 CONFIG_FILE = "config.json"
@@ -111,11 +146,15 @@ class FeatureConfig:
             text per step); features are ``[mean of the K vectors, vector of the last one]``
             (``2 * dim`` features).
         max_chars_per_turn: each utterance is cut to this many characters first.
+        strip_politeness: remove thanks, greetings and goodbyes from every utterance first
+            (:func:`~agents.judges.politeness.strip_politeness`); an utterance that was only
+            politeness is skipped, so the judge reads the last K utterances with content.
     """
 
     last_seeker_turns: int = 2
     mode: FeatureMode = "concat"
     max_chars_per_turn: int = 500
+    strip_politeness: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.last_seeker_turns, int) or self.last_seeker_turns < 1:
@@ -124,10 +163,14 @@ class FeatureConfig:
             raise ValueError(f"mode must be 'concat' or 'turns', got {self.mode!r}")
         if self.max_chars_per_turn < 1:
             raise ValueError(f"max_chars_per_turn must be >= 1, got {self.max_chars_per_turn}")
+        if not isinstance(self.strip_politeness, bool):
+            raise ValueError(f"strip_politeness must be a bool, got {self.strip_politeness!r}")
 
     def utterances(self, turns: Sequence[Turn]) -> list[str]:
         """The last K non-blank seeker utterances, whitespace-normalised and cut (may be empty)."""
         said = [" ".join(str(t.text).split()) for t in turns if t.speaker == "seeker"]
+        if self.strip_politeness:
+            said = [strip_politeness(s) for s in said]
         said = [s[: self.max_chars_per_turn] for s in said if s]
         return said[-self.last_seeker_turns :]
 
@@ -505,6 +548,8 @@ class CalibratedAffectJudge:
         self.encoder_kind = encoder_kind
         #: the LLM backend used (only for ``encoder_kind="backend"``), for usage accounting
         self.backend = getattr(encoder, "backend", None)
+        #: the weights folder it was loaded from (``None`` when built in memory)
+        self.source: str | None = None
 
     # ---- judging -----------------------------------------------------------------
     def texts(self, dialogues: Sequence[Sequence[Turn]]) -> list[list[str]]:
@@ -629,7 +674,7 @@ class CalibratedAffectJudge:
         if kind not in HEADS:
             raise ValueError(f"{folder}: unknown head kind {kind!r}")
         head = HEADS[kind].from_tensors({k[5:]: v for k, v in t.items() if k.startswith("head.")})
-        return cls(
+        judge = cls(
             encoder,
             FeatureConfig(**cfg["features"]),
             head,
@@ -638,10 +683,15 @@ class CalibratedAffectJudge:
             info=cfg.get("info", {}),
             encoder_kind=enc_cfg["kind"],
         )
+        judge.source = str(folder)
+        return judge
 
     def __repr__(self) -> str:
         f = self.features
-        return f"CalibratedAffectJudge(encoder={self.encoder.name!r}, head={self.head.kind!r}, K={f.last_seeker_turns}, mode={f.mode!r})"
+        where = f", weights={Path(self.source).name!r}" if self.source else ""
+        strip = ", strip_politeness=True" if f.strip_politeness else ""
+        return (f"CalibratedAffectJudge(encoder={self.encoder.name!r}, head={self.head.kind!r}, "
+                f"K={f.last_seeker_turns}, mode={f.mode!r}{strip}{where})")
 
 
 # ============================================================================ data views
