@@ -247,10 +247,11 @@ class RLFFPolicy:
         action = self.act(observation)
         return action, self.last_reasoning[0]
 
-    def propose(self, states: list[dict], seed: int) -> list[tuple[int | None, str]]:
-        """:class:`policies.rlff.simulator.FuturePolicy`: this policy writes the future supporter turns."""
+    def propose(self, states: list[dict], seeds: Sequence[int]) -> list[tuple[int | None, str]]:
+        """:class:`policies.rlff.simulator.FuturePolicy`: this policy writes the future supporter turns
+        (one batched generation seeded with ``seeds[0]``)."""
         dialogues = [[Turn.from_dict(t) for t in (s["episode"] if "episode" in s else s)["turns"]] for s in states]
-        replies = self.reply_batch(dialogues, seed=seed)
+        replies = self.reply_batch(dialogues, seed=int(seeds[0]) if len(seeds) else None)
         return [(None, r.answer) for r in replies]
 
     # ---- strategy labels (strategy+text mode) --------------------------------------------------
