@@ -588,13 +588,16 @@ def test_ratio_is_one_before_any_update_with_lora_dropout(tmp_path):
 
 def test_trained_tokens_are_the_shown_answer(policy):
     """The answer tokens GRPO trains on decode to exactly the shown answer (up to whitespace)."""
-    from policies.rlff.generation import _paragraph_end
+    from policies.rlff.generation import shown_tokens
 
     tok = policy.tokenizer
-    ids = tok("\nI hear you.\n\nSupporter: more", add_special_tokens=False)["input_ids"]
-    k = _paragraph_end(tok, ids)
-    assert k is not None and tok.decode(ids[:k]).strip() == "I hear you." and "\n\n" in tok.decode(ids[:k])
-    assert _paragraph_end(tok, tok("\n\nHello there", add_special_tokens=False)["input_ids"]) is None
+    eos = tok.eos_token_id
+    ids = tok("\nI hear you.\n\nSupporter: more", add_special_tokens=False)["input_ids"] + [eos]
+    kept, ended = shown_tokens(tok, ids)
+    assert ended and tok.decode(kept).strip() == "I hear you." and tok.decode(kept).endswith("\n\n")
+    lead = tok("\n\nHello there", add_special_tokens=False)["input_ids"]
+    assert shown_tokens(tok, lead) == (lead, False)  # cut by the budget: not ended
+    assert shown_tokens(tok, lead + [eos]) == (lead + [eos], True)
     gen = _sampled(policy, n=6, seed=2)
     close = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
     for ids, reply in zip(gen.completion_ids, gen.replies):
@@ -604,3 +607,79 @@ def test_trained_tokens_are_the_shown_answer(policy):
         if reply.answer_clean:
             assert " ".join(raw.split()) == reply.answer
     assert close  # the tokenizer knows the tag
+
+
+# ----------------------------------------------------------------------------- common random numbers
+def test_futures_of_a_prefix_share_seeds_and_ignore_batch_mates(text_env):
+    """Every candidate of a prefix gets the same seed and future strategies at rollout m, and a
+    prefix's seeds and strategies are the same alone and next to another prefix."""
+    from policies.rlff.simulator import FutureSimulator, Prefix, future_reward_spread
+
+    sim = FutureSimulator(text_env, horizon=2, rollouts=3, seed=4)
+    a = Prefix("pa", _persona(), list(PREFIX_TURNS), seed=1)
+    b = Prefix("pb", _persona(), list(PREFIX_TURNS[:1]), seed=2)
+    cands = [f"You are safe {SOOTHE}.", "Tell me more.", f"Your fault {UPSET}."]
+    alone = sim.simulate(sim.make_states([a]), [cands], ["pa"])[0]
+    mixed = sim.simulate(sim.make_states([b, a]), [["Hello there."], cands], ["pb", "pa"])[1]
+    fp = sim.future_policy
+    for m in range(3):
+        expected = [fp.strategy_of(sim.future_seed("pa", m, h)) for h in range(2)]
+        for run in (alone, mixed):
+            for j in range(3):
+                r = run[j][m]
+                assert r.seed == sim.row_seed("pa", m)
+                assert r.future_strategies == expected[: len(r.future_strategies)]
+        # the keyword judge reads only supporter turns: the candidate's effect is batch-independent
+        assert [alone[j][m].intensity_after for j in (0, 2)] == [mixed[j][m].intensity_after for j in (0, 2)]
+    assert len({sim.row_seed("pa", m) for m in range(3)}) == 3  # rollouts differ from each other
+    assert sim.row_seed("pa", 0) != sim.row_seed("pb", 0)
+    # the spread of the records: candidates 0 and 2 differ by (3-1)/4 - (3-5)/4 = 1 in every rollout
+    recs = [sim.record(a, j, c, "given", alone[j]) for j, c in enumerate(cands)]
+    spread = future_reward_spread(recs)
+    assert spread["n_prefixes"] == 1 and spread["paired_difference_variance"]["n"] == 3
+    assert spread["within_prefix_variance"]["value"] > 0
+
+
+def test_future_reward_spread_by_hand():
+    from policies.rlff.simulator import future_reward_spread
+
+    recs = [{"prefix_id": "a", "rewards": [0.0, 1.0]}, {"prefix_id": "a", "rewards": [1.0, 1.0]},
+            {"prefix_id": "b", "rewards": [0.5, 0.5]}, {"prefix_id": "b", "rewards": [0.0, 0.0]}]
+    s = future_reward_spread(recs)
+    # means a: 0.5, 1.0 -> var 0.125; b: 0.5, 0.0 -> 0.125
+    assert s["within_prefix_variance"]["value"] == pytest.approx(0.125)
+    # rollout variances 0.5, 0, 0, 0
+    assert s["rollout_variance"]["value"] == pytest.approx(0.125) and s["rollout_variance"]["n"] == 4
+    # paired differences: a: [-1, 0] -> 0.5; b: [0.5, 0.5] -> 0
+    assert s["paired_difference_variance"]["value"] == pytest.approx(0.25)
+
+
+# ----------------------------------------------------------------------------- held-out evaluation
+class FixedPolicy:
+    """A policy that always answers the same text (deterministic, like the keyword judge)."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def reply_batch(self, dialogues, seed=None):
+        from policies.rlff.format import Reply
+
+        return [Reply("", self.answer, True, True, True) for _ in dialogues]
+
+
+def test_heldout_judges_grade_policies_pairwise(text_env, backend):
+    from agents.judges.rubric import RubricJudge
+    from policies.rlff.evaluate import heldout_judge_comparison
+    from policies.rlff.simulator import Prefix
+
+    prefixes = [Prefix(f"h{i}", _persona(), list(PREFIX_TURNS), seed=i) for i in range(2)]
+    pols = {"start": FixedPolicy(f"That is on you {UPSET}."), "rlff": FixedPolicy(f"I am here for you {SOOTHE}.")}
+    out = heldout_judge_comparison(pols, prefixes, text_env, rubric_judge=RubricJudge(backend), rollouts=2, seed=0)
+    assert out["start"]["intensity_change"]["value"] == pytest.approx(2.0)  # 3 -> 5
+    assert out["rlff"]["intensity_change"]["value"] == pytest.approx(-2.0)  # 3 -> 1
+    diff = out["rlff"]["diff_vs_start_affect_reward"]
+    assert diff["n"] == 2 and diff["value"] >= 1.0 - 0.5 - 1e-9  # (+0.5) - (-0.5), up to bonus / penalty
+    for name in pols:
+        assert 1.0 <= out[name]["rubric"]["value"] <= 5.0 and out[name]["rubric"]["n"] == 2
+        assert {"rubric_empathy", "rubric_naturalness"} <= set(out[name])
+    assert "diff_vs_start_rubric" in out["rlff"] and "diff_vs_start_rubric" not in out["start"]

@@ -100,6 +100,22 @@ def _paragraph_end(tokenizer, ids: list[int]) -> int | None:
     return None
 
 
+def shown_tokens(tokenizer, ids: list[int]) -> tuple[list[int], bool]:
+    """The answer tokens that are shown to the seeker, and whether the model ended them.
+
+    ``ids`` are the sampled answer tokens (maybe ending with the end-of-message token).  They
+    are cut after the first paragraph's blank line when there is one (the seeker only reads
+    the first paragraph); the model ended its answer if it wrote that blank line or the
+    end-of-message token.
+    """
+    eos = tokenizer.eos_token_id
+    body = ids[:-1] if ids and ids[-1] == eos else ids
+    k = _paragraph_end(tokenizer, body)
+    if k is not None:
+        return list(ids[:k]), True
+    return list(ids), bool(ids) and ids[-1] == eos
+
+
 def _close_index(tokenizer, ids: list[int]) -> int | None:
     """Smallest ``k`` such that the decoded ``ids[:k]`` contains ``</think>``, else ``None``."""
     for k in range(1, len(ids) + 1):
@@ -164,10 +180,7 @@ def generate_replies(
         model.train(was_training)
     completions, sampled, replies, finished = [], [], [], []
     for p1, m1, ok, ans in zip(phase1, masks, closed, second):
-        k = _paragraph_end(tokenizer, ans[:-1] if ans and ans[-1] == eos else ans)
-        if k is not None:  # keep the first paragraph (and its blank line): the model ended it
-            ans = ans[:k]
-        done = k is not None or (bool(ans) and ans[-1] == eos)
+        ans, done = shown_tokens(tokenizer, ans)
         completions.append(p1 + ans)
         sampled.append(m1 + [1] * len(ans))
         text = tokenizer.decode(p1 + (ans[:-1] if ans and ans[-1] == eos else ans), skip_special_tokens=True)

@@ -304,6 +304,9 @@ class FutureSimulator:
             ``stable_seed(seed, prefix id, "rollout", m)`` and, for future turn ``h``, the
             future policy's row seed ``stable_seed(seed, prefix id, "future", m, h)`` (the
             same future strategies).  Seeds depend on nothing else (not on batch-mates).
+        common_random_numbers: ``False`` gives every candidate its own seeds (the candidate
+            index joins the seed's parts) -- the control of the noise measurement
+            (``benchmarks/future_reward_noise.py``); never better for training.
     """
 
     def __init__(
@@ -316,6 +319,7 @@ class FutureSimulator:
         give_up_penalty: float = 0.5,
         default_strategy: int | None = None,
         seed: int = 0,
+        common_random_numbers: bool = True,
     ) -> None:
         self.env = env
         self.unwrapped = env.unwrapped
@@ -335,16 +339,23 @@ class FutureSimulator:
             default_strategy = names.index("Others") if "Others" in names else 0
         self.default_strategy = int(default_strategy)
         self.seed = int(seed)
+        self.common_random_numbers = bool(common_random_numbers)
         self.last_stats = SimulationStats()
 
     # ---- seeds (common random numbers) ---------------------------------------------------
-    def row_seed(self, prefix_id: str, rollout: int) -> int:
-        """Episode seed of rollout ``rollout`` of every candidate of prefix ``prefix_id``."""
-        return stable_seed(self.seed, prefix_id, "rollout", rollout)
+    def row_seed(self, prefix_id: str, rollout: int, candidate: int | None = None) -> int:
+        """Episode seed of rollout ``rollout`` of every candidate of prefix ``prefix_id``
+        (``candidate`` is used only without common random numbers)."""
+        if self.common_random_numbers:
+            candidate = None
+        return stable_seed(self.seed, prefix_id, "rollout", rollout, *(() if candidate is None else ("candidate", candidate)))
 
-    def future_seed(self, prefix_id: str, rollout: int, turn: int) -> int:
-        """Future policy's seed for future turn ``turn`` of rollout ``rollout`` of prefix ``prefix_id``."""
-        return stable_seed(self.seed, prefix_id, "future", rollout, turn)
+    def future_seed(self, prefix_id: str, rollout: int, turn: int, candidate: int | None = None) -> int:
+        """Future policy's seed for future turn ``turn`` of rollout ``rollout`` of prefix ``prefix_id``
+        (``candidate`` is used only without common random numbers)."""
+        if self.common_random_numbers:
+            candidate = None
+        return stable_seed(self.seed, prefix_id, "future", rollout, turn, *(() if candidate is None else ("candidate", candidate)))
 
     # ---- the reward of one rollout ------------------------------------------------------
     def future_reward(self, intensity_before: float, intensity_after: float, success: bool, gave_up: bool) -> float:
@@ -430,7 +441,7 @@ class FutureSimulator:
         if not rows:
             self.last_stats = stats
             return [[[] for _ in c] for c in candidates]
-        seeds = [self.row_seed(ids[p], m) for p, j, m in rows]
+        seeds = [self.row_seed(ids[p], m, j) for p, j, m in rows]
         cur = [_with_seed(states[p], s) for (p, j, m), s in zip(rows, seeds)]
         actions = [self._action(None, candidates[p][j]) for p, j, m in rows]
         first = self.unwrapped.transition(cur, actions)
@@ -448,7 +459,7 @@ class FutureSimulator:
         for h in range(self.horizon):
             if not alive:
                 break
-            row_seeds = [self.future_seed(ids[rows[i][0]], rows[i][2], h) for i in alive]
+            row_seeds = [self.future_seed(ids[rows[i][0]], rows[i][2], h, rows[i][1]) for i in alive]
             proposals = self.future_policy.propose([state_of[i] for i in alive], row_seeds)
             for i, (st, _) in zip(alive, proposals):
                 strategies[i].append(st)
