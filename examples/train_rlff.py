@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--reasoning-tokens", type=int, default=32, help="token budget of the reasoning")
     g.add_argument("--answer-tokens", type=int, default=40, help="token budget of the answer")
     g.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
+    g.add_argument("--policy-model", type=str, default=None,
+                   help="local Hugging Face folder of the policy's base model (default: the backend's model; "
+                        "needed with openai:/vllm: backends, whose model is remote)")
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-rollouts", type=int, default=2, help="seeker reactions per answer in the held-out judge evaluation")
     g.add_argument("--no-rubric", action="store_true", help="skip the rubric judge in the held-out evaluation")
@@ -189,8 +192,9 @@ def main(argv=None) -> dict:
 
     # ---- 3. format warm-up, then GRPO -------------------------------------------------------------
     t0 = time.perf_counter()
-    policy = RLFFPolicy.from_backend(backend, max_reasoning_tokens=args.reasoning_tokens, max_answer_tokens=args.answer_tokens,
-                                     lora_r=args.lora_r, lora_alpha=2 * args.lora_r, context_turns=args.context_turns, seed=args.seed)
+    pkw = dict(max_reasoning_tokens=args.reasoning_tokens, max_answer_tokens=args.answer_tokens,
+               lora_r=args.lora_r, lora_alpha=2 * args.lora_r, context_turns=args.context_turns, seed=args.seed)
+    policy = RLFFPolicy(args.policy_model, **pkw) if args.policy_model else RLFFPolicy.from_backend(backend, **pkw)
     warm_dir = out / "warmup"
     if (warm_dir / "policy.json").is_file():
         policy.load_adapter(warm_dir / "adapter.safetensors")

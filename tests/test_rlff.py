@@ -615,29 +615,32 @@ def test_futures_of_a_prefix_share_seeds_and_ignore_batch_mates(text_env):
     prefix's seeds and strategies are the same alone and next to another prefix."""
     from policies.rlff.simulator import FutureSimulator, Prefix, future_reward_spread
 
-    sim = FutureSimulator(text_env, horizon=2, rollouts=3, seed=4)
+    sim = FutureSimulator(text_env, horizon=1, rollouts=3, seed=4)
     a = Prefix("pa", _persona(), list(PREFIX_TURNS), seed=1)
     b = Prefix("pb", _persona(), list(PREFIX_TURNS[:1]), seed=2)
-    cands = [f"You are safe {SOOTHE}.", "Tell me more.", f"Your fault {UPSET}."]
+    cands = [f"You are safe {SOOTHE}.", f"Your fault {UPSET}."]
     alone = sim.simulate(sim.make_states([a]), [cands], ["pa"])[0]
     mixed = sim.simulate(sim.make_states([b, a]), [["Hello there."], cands], ["pb", "pa"])[1]
     fp = sim.future_policy
+    strategies = set()
     for m in range(3):
-        expected = [fp.strategy_of(sim.future_seed("pa", m, h)) for h in range(2)]
+        expected = [fp.strategy_of(sim.future_seed("pa", m, 0))]
+        strategies.add(expected[0])
         for run in (alone, mixed):
-            for j in range(3):
+            for j in range(2):
                 r = run[j][m]
                 assert r.seed == sim.row_seed("pa", m)
                 assert r.future_strategies == expected[: len(r.future_strategies)]
         # the keyword judge reads only supporter turns: the candidate's effect is batch-independent
-        assert [alone[j][m].intensity_after for j in (0, 2)] == [mixed[j][m].intensity_after for j in (0, 2)]
+        assert [alone[j][m].intensity_after for j in (0, 1)] == [mixed[j][m].intensity_after for j in (0, 1)] == [1.0, 5.0]
     assert len({sim.row_seed("pa", m) for m in range(3)}) == 3  # rollouts differ from each other
     assert sim.row_seed("pa", 0) != sim.row_seed("pb", 0)
-    # the spread of the records: candidates 0 and 2 differ by (3-1)/4 - (3-5)/4 = 1 in every rollout
+    # without common random numbers each candidate has its own seeds (the noise benchmark's control)
+    irn = FutureSimulator(text_env, horizon=1, rollouts=3, seed=4, common_random_numbers=False)
+    assert irn.row_seed("pa", 0, 0) != irn.row_seed("pa", 0, 1) and sim.row_seed("pa", 0, 0) == sim.row_seed("pa", 0, 1)
     recs = [sim.record(a, j, c, "given", alone[j]) for j, c in enumerate(cands)]
     spread = future_reward_spread(recs)
-    assert spread["n_prefixes"] == 1 and spread["paired_difference_variance"]["n"] == 3
-    assert spread["within_prefix_variance"]["value"] > 0
+    assert spread["n_prefixes"] == 1 and spread["paired_difference_variance"]["n"] == 1
 
 
 def test_future_reward_spread_by_hand():

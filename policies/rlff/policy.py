@@ -175,8 +175,12 @@ class RLFFPolicy:
     def from_backend(cls, backend: Any, **kwargs: Any) -> "RLFFPolicy":
         """A policy over the same base model as ``backend`` (a fresh copy of its weights)."""
         name = getattr(backend, "name", "")
-        base = EMBEDDED if name.startswith("embedded") else backend.model_path
-        return cls(base, **kwargs)
+        if name.startswith("embedded"):
+            return cls(EMBEDDED, **kwargs)
+        if not getattr(backend, "model_path", None):
+            raise ValueError(f"backend {name or backend!r} serves a remote model: give the policy a local base model "
+                             "(RLFFPolicy(base_model=...), or --policy-model in examples/train_rlff.py)")
+        return cls(backend.model_path, **kwargs)
 
     # ---- replies ----------------------------------------------------------------------------
     def reply_batch(self, dialogues: Sequence[Sequence[Turn]], seed: int | None = None) -> list[Reply]:
