@@ -532,6 +532,7 @@ def _sequence_logprobs(policy, gen):
     return (lp * mask).sum(1).numpy()
 
 
+@pytest.mark.slow
 def test_one_grpo_update_moves_log_probs_with_the_advantages(policy, tmp_path):
     """After one update, each sampled reply's log-probability changes in the direction of its advantage."""
     import torch
@@ -556,6 +557,7 @@ def test_one_grpo_update_moves_log_probs_with_the_advantages(policy, tmp_path):
         set_peft_model_state_dict(policy.model, start)
 
 
+@pytest.mark.slow
 def test_ratio_is_one_before_any_update_with_lora_dropout(tmp_path):
     """With lora_dropout > 0 the first epoch's ratio is exactly 1 (old = the same forward pass)."""
     import torch
@@ -670,6 +672,7 @@ class FixedPolicy:
         return [Reply("", self.answer, True, True, True) for _ in dialogues]
 
 
+@pytest.mark.slow
 def test_heldout_judges_grade_policies_pairwise(text_env, backend):
     from agents.judges.rubric import RubricJudge
     from policies.rlff.evaluate import heldout_judge_comparison
