@@ -434,6 +434,8 @@ class RLFFTrainer:
         c, pol = self.config, self.policy
         pad = pol.tokenizer.pad_token_id
         n_rows = len(gen.completion_ids)
+        if len(advantages) != n_rows:
+            raise ValueError(f"got {len(advantages)} advantages for {n_rows} sampled replies")
         slices = [slice(s, min(s + c.micro_batch, n_rows)) for s in range(0, n_rows, c.micro_batch)]
 
         def slice_mask(sl: slice, width: int):
@@ -449,8 +451,6 @@ class RLFFTrainer:
                                            c.micro_batch)[0] for sl in slices]
         old: list = [None] * len(slices)
         pol.model.train()
-        if len(advantages) != n_rows:
-            raise ValueError(f"got {len(advantages)} advantages for {n_rows} sampled replies")
         stats = {"policy_loss": 0.0, "kl": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "grad_norm": 0.0}
         for _ in range(c.update_epochs):
             self.optimizer.zero_grad()
@@ -465,7 +465,7 @@ class RLFFTrainer:
                 terms = grpo_objective(lp, old[k], ref[k], advantages[sl], slice_mask(sl, lp.shape[1]), c.clip_eps, c.kl_beta)
                 loss = terms.per_sequence.sum() / n_rows  # = the batch mean over all N rows, summed over slices
                 loss.backward()
-                loss_sum += float(loss)
+                loss_sum += loss.item()
                 for key in tok:
                     tok[key] += getattr(terms, key) * terms.n_tokens
                 n_tok += terms.n_tokens
