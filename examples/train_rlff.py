@@ -77,7 +77,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--reasoning-tokens", type=int, default=32, help="token budget of the reasoning")
     g.add_argument("--answer-tokens", type=int, default=40, help="token budget of the answer")
     g.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
+    g.add_argument("--policy-model", type=str, default=None,
+                   help="local Hugging Face folder of the policy's base model (default: the backend's model; "
+                        "needed with openai:/vllm: backends, whose model is remote)")
     g = p.add_argument_group("evaluation")
+    g.add_argument("--eval-rollouts", type=int, default=2, help="seeker reactions per answer in the held-out judge evaluation")
+    g.add_argument("--no-rubric", action="store_true", help="skip the rubric judge in the held-out evaluation")
     g.add_argument("--eval-episodes", type=int, default=4, help="env episodes per policy (0: skip)")
     g.add_argument("--eval-turns", type=int, default=2, help="supporter turns per evaluation episode")
     g.add_argument("--eval-envs", type=int, default=4, help="conversations in flight in the evaluation")
@@ -111,12 +116,13 @@ def main(argv=None) -> dict:
     from esc_env.build import shared_backend
     from esc_env.datasets import load_esconv
     from esc_env.env import ESCEnv
-    from policies.rlff.evaluate import env_comparison, fmt_interval, rm_score_comparison
+    from agents.judges.rubric import RubricJudge
+    from policies.rlff.evaluate import env_comparison, fmt_interval, heldout_judge_comparison, rm_score_comparison
     from policies.rlff.grpo import GRPOConfig, RLFFTrainer, format_warmup, warmup_examples
     from policies.rlff.io import atomic_write_json
     from policies.rlff.policy import RLFFPolicy
     from policies.rlff.reward_model import FutureRewardModel, TrainConfig, cross_validate_heads, records_to_arrays
-    from policies.rlff.simulator import FutureSimulator, prefixes_from_esconv
+    from policies.rlff.simulator import FutureSimulator, future_reward_spread, prefixes_from_esconv
 
     backend = shared_backend(args.backend)
     agent_kwargs = dict(seeker_params=DEFAULT_SEEKER_PARAMS.replace(max_new_tokens=args.seeker_tokens),
@@ -135,8 +141,13 @@ def main(argv=None) -> dict:
     records = sim.run(train_prefixes, out / "futures.jsonl", candidates_per_prefix=args.candidates,
                       include_reference=not args.no_reference, prefix_batch=args.prefix_batch)
     _, _, y, _ = records_to_arrays(records)
+    spread = future_reward_spread(records)
     print(f"[simulate] {len(records)} records from {len({r['prefix_id'] for r in records})} prefixes; "
           f"future reward mean {y.mean():+.3f}, std {y.std():.3f}, min {y.min():+.3f}, max {y.max():+.3f}")
+    print(f"[simulate] within-prefix variance of candidate means {fmt_interval(spread['within_prefix_variance'], 4)}; "
+          f"variance of paired rollout differences {fmt_interval(spread['paired_difference_variance'], 4)}; "
+          f"rollout variance {fmt_interval(spread['rollout_variance'], 4)}")
+    atomic_write_json(out / "future_spread.json", spread)
     timings["simulate"] = time.perf_counter() - t0
     if args.stop_after == "simulate":
         return {"records": len(records), "timings_s": timings}
@@ -181,8 +192,9 @@ def main(argv=None) -> dict:
 
     # ---- 3. format warm-up, then GRPO -------------------------------------------------------------
     t0 = time.perf_counter()
-    policy = RLFFPolicy.from_backend(backend, max_reasoning_tokens=args.reasoning_tokens, max_answer_tokens=args.answer_tokens,
-                                     lora_r=args.lora_r, lora_alpha=2 * args.lora_r, context_turns=args.context_turns, seed=args.seed)
+    pkw = dict(max_reasoning_tokens=args.reasoning_tokens, max_answer_tokens=args.answer_tokens,
+               lora_r=args.lora_r, lora_alpha=2 * args.lora_r, context_turns=args.context_turns, seed=args.seed)
+    policy = RLFFPolicy(args.policy_model, **pkw) if args.policy_model else RLFFPolicy.from_backend(backend, **pkw)
     warm_dir = out / "warmup"
     if (warm_dir / "policy.json").is_file():
         policy.load_adapter(warm_dir / "adapter.safetensors")
@@ -218,11 +230,26 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     # "start": the policy GRPO started from (the warm-up, merged; the base model without warm-up)
     policies = {"start": policy.base_view(), "rlff": policy}
+    # held-out prefixes, judges the policy never trained against (the RM is not used here)
+    eval_env = ESCEnv(backend, personas=[p.persona for p in eval_prefixes], action_mode="text",
+                      max_turns=args.context_turns + 2, **agent_kwargs)
+    judge_eval = heldout_judge_comparison(policies, eval_prefixes, eval_env,
+                                          rubric_judge=None if args.no_rubric else RubricJudge(backend),
+                                          rollouts=args.eval_rollouts, seed=args.seed + 7)
+    for name, r in judge_eval.items():
+        line = (f"[eval held-out] {name:6s} affect reward {fmt_interval(r['affect_reward'])}; "
+                f"intensity change {fmt_interval(r['intensity_change'])}")
+        if "rubric" in r:
+            line += f"; rubric {fmt_interval(r['rubric'], 2)}"
+        for k in ("affect_reward", "rubric"):
+            if f"diff_vs_start_{k}" in r:
+                line += f"; paired diff {k} {fmt_interval(r[f'diff_vs_start_{k}'])}"
+        print(line)
     rm_eval = rm_score_comparison(policies, rm, [p.turns for p in eval_prefixes], seed=args.seed)
     for name, r in rm_eval.items():
         diff = r.get("diff_vs_start")
-        print(f"[eval RM] {name:6s} mean RM score {fmt_interval(r['rm_score'])}; format {fmt_interval(r['format_rate'], 1, True)}"
-              + (f"; paired diff vs start {fmt_interval(diff)}" if diff else ""))
+        print(f"[diagnostic: RM score, the reward GRPO optimised] {name:6s} {fmt_interval(r['rm_score'])}; "
+              f"format {fmt_interval(r['format_rate'], 1, True)}" + (f"; paired diff vs start {fmt_interval(diff)}" if diff else ""))
     env_eval = {}
     if args.eval_episodes > 0:
         env_eval = env_comparison(policies, args.eval_episodes, max_turns=args.eval_turns, num_envs=args.eval_envs,
@@ -232,7 +259,8 @@ def main(argv=None) -> dict:
                   f"intensity change {fmt_interval(m['intensity_change'])}")
     timings["evaluate"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    summary = {"args": vars(args), "rm_metrics": rm_metrics, "rm_eval": rm_eval,
+    summary = {"args": vars(args), "future_spread": spread, "rm_metrics": rm_metrics, "heldout_judges": judge_eval,
+               "rm_eval_diagnostic": rm_eval,
                "env_eval": {k: {m: v[m] for m in ("success_rate", "avg_turns", "intensity_change", "return", "give_up_rate")}
                             for k, v in env_eval.items()},
                "grpo_history": history, "timings_s": timings}

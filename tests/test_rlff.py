@@ -89,9 +89,14 @@ def policy():
 
 # ----------------------------------------------------------------------------- the format
 def test_parse_reply_splits_reasoning_from_answer():
-    r = parse_reply("They feel alone.</think>\nSupporter: That sounds hard. I'm here.")
+    r = parse_reply("They feel alone.</think>\nThat sounds hard.  I'm here.\n")
     assert r.reasoning == "They feel alone." and r.answer == "That sounds hard. I'm here."
     assert r.closed and r.well_formed
+    # what the seeker would be shown differs from what was written: not clean (no format reward)
+    labelled = parse_reply("They feel alone.</think>\nSupporter: That sounds hard. I'm here.")
+    assert labelled.answer == "That sounds hard. I'm here." and not labelled.well_formed
+    two = parse_reply("x</think> First part.\n\nSecond part.")
+    assert two.answer == "First part." and not two.well_formed
     unclosed = parse_reply("They feel alone and I should")
     assert not unclosed.closed and unclosed.answer == "" and not unclosed.well_formed
     tagged = parse_reply("x</think> hi <think>more")
@@ -301,9 +306,6 @@ def test_grpo_step_changes_policy_and_checkpoint_resumes(policy, tmp_path):
     from policies.rlff.grpo import GRPOConfig, RLFFTrainer, group_advantages
     from policies.rlff.reward_model import FutureRewardModel, TrainConfig
 
-    a = group_advantages(np.array([1.0, 0.0, 3.0, 3.0]), 2)
-    assert np.allclose(a[:2], [1, -1], atol=1e-3) and np.allclose(a[2:], 0)
-
     rm = FutureRewardModel("minilm", head="regression", hidden=16)
     rm.fit(_records(6), TrainConfig(epochs=20, eval_fraction=0.0))
     cfg = GRPOConfig(total_steps=1, prompts_per_step=1, group_size=3, update_epochs=2, max_reasoning_tokens=8,
@@ -433,3 +435,257 @@ def test_cli_evaluates_a_saved_rlff_policy_in_the_text_env(policy, tmp_path, cap
         for t in ep["episode"]["turns"]:
             assert THINK_OPEN not in t["text"] and THINK_CLOSE not in t["text"]
     assert "AffectJudge" in json.loads((run / "run.json").read_text())["affect_judge"]
+
+
+# ----------------------------------------------------------------------------- the GRPO objective, by hand
+def _objective_case():
+    """Two rows of three tokens.  Row 0: A = +1, ratios 1.5 and 0.9, the third token masked
+    with garbage log-probs (old -100, ref +100).  Row 1: A = -1, ratios 1.5, 0.5 and 1."""
+    import torch
+
+    logp = torch.tensor([[-1.0, -2.0, 0.0], [-1.0, -1.0, -3.0]], requires_grad=True)
+    log_ratio = torch.tensor([[math.log(1.5), math.log(0.9), 0.0], [math.log(1.5), math.log(0.5), 0.0]])
+    old = (logp - log_ratio).detach()
+    old[0, 2] = -100.0  # padding: exp(0 - (-100)) would overflow to inf
+    d = torch.tensor([[0.0, math.log(2.0), 0.0], [0.0, -math.log(2.0), 0.0]])  # log pi_ref - log pi_theta
+    ref = (logp + d).detach()
+    ref[0, 2] = 100.0
+    adv = torch.tensor([1.0, -1.0])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    return logp, old, ref, adv, mask
+
+
+def test_grpo_objective_hand_computed_without_kl():
+    import torch
+
+    from policies.rlff.grpo import grpo_objective
+
+    logp, old, ref, adv, mask = _objective_case()
+    t = grpo_objective(logp, old, ref, adv, mask, epsilon=0.2, beta=0.0)
+    # row 0 (A=+1): min(1.5, 1.2) = 1.2 (clipped), min(0.9, 0.9) = 0.9 -> -(1.2 + 0.9) / 2
+    # row 1 (A=-1): min(-1.5, -1.2) = -1.5, min(-0.5, -0.8) = -0.8 (clipped), -1 -> -(-3.3) / 3
+    assert t.per_sequence.tolist() == pytest.approx([-1.05, 1.1], abs=1e-6)
+    assert t.loss.item() == pytest.approx((-1.05 + 1.1) / 2, abs=1e-6)
+    assert t.clipfrac == pytest.approx(3 / 5) and t.n_tokens == 5 and t.kl == 0.0
+    # approx_kl = mean (rho - 1) - log rho over the 5 unmasked tokens
+    ratios = [1.5, 0.9, 1.5, 0.5, 1.0]
+    assert t.approx_kl == pytest.approx(np.mean([r - 1 - math.log(r) for r in ratios]), abs=1e-6)
+    t.loss.backward()
+    g = logp.grad
+    # d loss / d logp = -(1/N)(1/|o_i|) A rho where the clip is inactive, 0 where it is active or masked
+    expected = [[0.0, -0.9 / 4, 0.0], [1.5 / 6, 0.0, 1.0 / 6]]
+    assert torch.allclose(g, torch.tensor(expected), atol=1e-6)
+    assert torch.isfinite(g).all()
+
+
+def test_grpo_objective_hand_computed_with_kl():
+    from policies.rlff.grpo import grpo_objective
+
+    logp, old, ref, adv, mask = _objective_case()
+    beta = 0.1
+    t = grpo_objective(logp, old, ref, adv, mask, epsilon=0.2, beta=beta)
+    kl01 = 2.0 - math.log(2.0) - 1.0  # exp(d) - d - 1 at d = log 2
+    kl11 = 0.5 + math.log(2.0) - 1.0  # at d = -log 2
+    row0 = -((1.2 - 0.0) + (0.9 - beta * kl01)) / 2
+    row1 = -((-1.5) + (-0.8 - beta * kl11) + (-1.0)) / 3
+    assert t.per_sequence.tolist() == pytest.approx([row0, row1], abs=1e-6)
+    assert t.kl == pytest.approx((kl01 + kl11) / 5, abs=1e-6)
+    assert math.isfinite(t.loss.item())
+    # epsilon = 0: every ratio != 1 is clipped
+    t0 = grpo_objective(logp, old, ref, adv, mask, epsilon=0.0, beta=0.0)
+    assert t0.per_sequence.tolist() == pytest.approx([-(1.0 + 0.9) / 2, -(-1.5 - 1.0 - 1.0) / 3], abs=1e-6)
+    with pytest.raises(ValueError, match="ref_logp"):
+        grpo_objective(logp, old, None, adv, mask, epsilon=0.2, beta=0.1)
+
+
+def test_group_advantages_use_the_sample_std():
+    from policies.rlff.grpo import GRPOConfig, group_advantages
+
+    a = group_advantages(np.array([1.0, 0.0, 3.0, 3.0, 0.0, 1.0, 2.0, 9.0]), 4)
+    # group 1: mean 1.75, std(ddof=1) = 1.5; group 2: mean 3, std(ddof=1) = sqrt(50 / 3)
+    assert np.allclose(a[:4], (np.array([1.0, 0.0, 3.0, 3.0]) - 1.75) / (1.5 + 1e-4))
+    assert np.allclose(a[4:], (np.array([0.0, 1.0, 2.0, 9.0]) - 3.0) / (math.sqrt(50 / 3) + 1e-4))
+    assert np.allclose(group_advantages(np.array([2.0, 2.0]), 2), 0)
+    with pytest.raises(ValueError, match="group_size"):
+        group_advantages(np.array([1.0]), 1)
+    with pytest.raises(ValueError, match="group_size"):
+        GRPOConfig(group_size=1)
+
+
+def _sampled(policy, n=4, seed=0):
+    from policies.rlff.generation import generate_replies
+
+    return generate_replies(policy.model, policy.tokenizer, [build_messages(PREFIX_TURNS)], num_samples=n,
+                            max_reasoning_tokens=6, max_answer_tokens=10, temperature=1.0, seed=seed)
+
+
+def _sequence_logprobs(policy, gen):
+    import torch
+
+    from policies.rlff.generation import completion_logprobs
+
+    with torch.no_grad():
+        lp, _ = completion_logprobs(policy.model, gen.prompt_ids, gen.completion_ids, policy.tokenizer.pad_token_id)
+    mask = torch.zeros_like(lp)
+    for i, m in enumerate(gen.sampled_mask):
+        mask[i, : len(m)] = torch.tensor(m, dtype=lp.dtype)
+    return (lp * mask).sum(1).numpy()
+
+
+@pytest.mark.slow
+def test_one_grpo_update_moves_log_probs_with_the_advantages(policy, tmp_path):
+    """After one update, each sampled reply's log-probability changes in the direction of its advantage."""
+    import torch
+
+    from policies.rlff.grpo import GRPOConfig, RLFFTrainer
+
+    start = policy.adapter_state()
+    try:
+        gen = _sampled(policy, n=4, seed=5)
+        adv = torch.tensor([1.5, 0.5, -0.5, -1.5])
+        before = _sequence_logprobs(policy, gen)
+        cfg = GRPOConfig(group_size=4, learning_rate=2e-3, kl_beta=0.0, max_grad_norm=1e9)
+        trainer = RLFFTrainer(policy, None, [PREFIX_TURNS], cfg, out_dir=tmp_path)
+        stats = trainer.update(gen, adv)
+        delta = _sequence_logprobs(policy, gen) - before
+        assert stats["approx_kl"] == 0.0 and stats["clipfrac"] == 0.0
+        assert np.corrcoef(delta, adv.numpy())[0, 1] > 0.5
+        assert delta[0] > 0 > delta[3]
+    finally:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(policy.model, start)
+
+
+@pytest.mark.slow
+def test_ratio_is_one_before_any_update_with_lora_dropout(tmp_path):
+    """With lora_dropout > 0 the first epoch's ratio is exactly 1 (old = the same forward pass)."""
+    import torch
+
+    from policies.rlff.generation import completion_logprobs
+    from policies.rlff.grpo import GRPOConfig, RLFFTrainer
+    from policies.rlff.policy import RLFFPolicy
+
+    pol = RLFFPolicy("embedded", lora_dropout=0.5, max_reasoning_tokens=6, max_answer_tokens=8)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a non-zero adapter, so that dropout on it changes the output
+        for n, p in pol.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    gen = _sampled(pol, n=2, seed=1)
+    pad = pol.tokenizer.pad_token_id
+    with torch.no_grad():
+        pol.model.eval()
+        eval_lp, mask = completion_logprobs(pol.model, gen.prompt_ids, gen.completion_ids, pad)
+        pol.model.train()
+        train_lp, _ = completion_logprobs(pol.model, gen.prompt_ids, gen.completion_ids, pad)
+        pol.model.eval()
+    # the trap the old code fell into: eval-mode "old" log-probs differ from train-mode ones
+    assert float(((eval_lp - train_lp).abs() * mask).max()) > 1e-3
+    cfg = GRPOConfig(group_size=2, learning_rate=0.0, kl_beta=0.04, update_epochs=1)
+    stats = RLFFTrainer(pol, None, [PREFIX_TURNS], cfg, out_dir=tmp_path).update(gen, torch.tensor([1.0, -1.0]))
+    assert stats["approx_kl"] == 0.0 and stats["clipfrac"] == 0.0
+    assert math.isfinite(stats["policy_loss"]) and math.isfinite(stats["kl"])
+
+
+def test_trained_tokens_are_the_shown_answer(policy):
+    """The answer tokens GRPO trains on decode to exactly the shown answer (up to whitespace)."""
+    from policies.rlff.generation import shown_tokens
+
+    tok = policy.tokenizer
+    eos = tok.eos_token_id
+    ids = tok("\nI hear you.\n\nSupporter: more", add_special_tokens=False)["input_ids"] + [eos]
+    kept, ended = shown_tokens(tok, ids)
+    assert ended and tok.decode(kept).strip() == "I hear you." and tok.decode(kept).endswith("\n\n")
+    lead = tok("\n\nHello there", add_special_tokens=False)["input_ids"]
+    assert shown_tokens(tok, lead) == (lead, False)  # cut by the budget: not ended
+    assert shown_tokens(tok, lead + [eos]) == (lead + [eos], True)
+    gen = _sampled(policy, n=6, seed=2)
+    close = tok(THINK_CLOSE, add_special_tokens=False)["input_ids"]
+    for ids, reply in zip(gen.completion_ids, gen.replies):
+        text = tok.decode(ids, skip_special_tokens=True)
+        raw = text[text.find(THINK_CLOSE) + len(THINK_CLOSE):]
+        assert "\n\n" not in raw.strip()  # nothing after the first paragraph is kept
+        if reply.answer_clean:
+            assert " ".join(raw.split()) == reply.answer
+    assert close  # the tokenizer knows the tag
+
+
+# ----------------------------------------------------------------------------- common random numbers
+def test_futures_of_a_prefix_share_seeds_and_ignore_batch_mates(text_env):
+    """Every candidate of a prefix gets the same seed and future strategies at rollout m, and a
+    prefix's seeds and strategies are the same alone and next to another prefix."""
+    from policies.rlff.simulator import FutureSimulator, Prefix, future_reward_spread
+
+    sim = FutureSimulator(text_env, horizon=1, rollouts=3, seed=4)
+    a = Prefix("pa", _persona(), list(PREFIX_TURNS), seed=1)
+    b = Prefix("pb", _persona(), list(PREFIX_TURNS[:1]), seed=2)
+    cands = [f"You are safe {SOOTHE}.", f"Your fault {UPSET}."]
+    alone = sim.simulate(sim.make_states([a]), [cands], ["pa"])[0]
+    mixed = sim.simulate(sim.make_states([b, a]), [["Hello there."], cands], ["pb", "pa"])[1]
+    fp = sim.future_policy
+    strategies = set()
+    for m in range(3):
+        expected = [fp.strategy_of(sim.future_seed("pa", m, 0))]
+        strategies.add(expected[0])
+        for run in (alone, mixed):
+            for j in range(2):
+                r = run[j][m]
+                assert r.seed == sim.row_seed("pa", m)
+                assert r.future_strategies == expected[: len(r.future_strategies)]
+        # the keyword judge reads only supporter turns: the candidate's effect is batch-independent
+        assert [alone[j][m].intensity_after for j in (0, 1)] == [mixed[j][m].intensity_after for j in (0, 1)] == [1.0, 5.0]
+    assert len({sim.row_seed("pa", m) for m in range(3)}) == 3  # rollouts differ from each other
+    assert sim.row_seed("pa", 0) != sim.row_seed("pb", 0)
+    # without common random numbers each candidate has its own seeds (the noise benchmark's control)
+    irn = FutureSimulator(text_env, horizon=1, rollouts=3, seed=4, common_random_numbers=False)
+    assert irn.row_seed("pa", 0, 0) != irn.row_seed("pa", 0, 1) and sim.row_seed("pa", 0, 0) == sim.row_seed("pa", 0, 1)
+    recs = [sim.record(a, j, c, "given", alone[j]) for j, c in enumerate(cands)]
+    spread = future_reward_spread(recs)
+    assert spread["n_prefixes"] == 1 and spread["paired_difference_variance"]["n"] == 1
+
+
+def test_future_reward_spread_by_hand():
+    from policies.rlff.simulator import future_reward_spread
+
+    recs = [{"prefix_id": "a", "rewards": [0.0, 1.0]}, {"prefix_id": "a", "rewards": [1.0, 1.0]},
+            {"prefix_id": "b", "rewards": [0.5, 0.5]}, {"prefix_id": "b", "rewards": [0.0, 0.0]}]
+    s = future_reward_spread(recs)
+    # means a: 0.5, 1.0 -> var 0.125; b: 0.5, 0.0 -> 0.125
+    assert s["within_prefix_variance"]["value"] == pytest.approx(0.125)
+    # rollout variances 0.5, 0, 0, 0
+    assert s["rollout_variance"]["value"] == pytest.approx(0.125) and s["rollout_variance"]["n"] == 4
+    # paired differences: a: [-1, 0] -> 0.5; b: [0.5, 0.5] -> 0
+    assert s["paired_difference_variance"]["value"] == pytest.approx(0.25)
+
+
+# ----------------------------------------------------------------------------- held-out evaluation
+class FixedPolicy:
+    """A policy that always answers the same text (deterministic, like the keyword judge)."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def reply_batch(self, dialogues, seed=None):
+        from policies.rlff.format import Reply
+
+        return [Reply("", self.answer, True, True, True) for _ in dialogues]
+
+
+@pytest.mark.slow
+def test_heldout_judges_grade_policies_pairwise(text_env, backend):
+    from agents.judges.rubric import RubricJudge
+    from policies.rlff.evaluate import heldout_judge_comparison
+    from policies.rlff.simulator import Prefix
+
+    prefixes = [Prefix(f"h{i}", _persona(), list(PREFIX_TURNS), seed=i) for i in range(2)]
+    pols = {"start": FixedPolicy(f"That is on you {UPSET}."), "rlff": FixedPolicy(f"I am here for you {SOOTHE}.")}
+    out = heldout_judge_comparison(pols, prefixes, text_env, rubric_judge=RubricJudge(backend), rollouts=2, seed=0)
+    assert out["start"]["intensity_change"]["value"] == pytest.approx(2.0)  # 3 -> 5
+    assert out["rlff"]["intensity_change"]["value"] == pytest.approx(-2.0)  # 3 -> 1
+    diff = out["rlff"]["diff_vs_start_affect_reward"]
+    assert diff["n"] == 2 and diff["value"] >= 1.0 - 0.5 - 1e-9  # (+0.5) - (-0.5), up to bonus / penalty
+    for name in pols:
+        assert 1.0 <= out[name]["rubric"]["value"] <= 5.0 and out[name]["rubric"]["n"] == 2
+        assert {"rubric_empathy", "rubric_naturalness"} <= set(out[name])
+    assert "diff_vs_start_rubric" in out["rlff"] and "diff_vs_start_rubric" not in out["start"]

@@ -83,8 +83,9 @@ class Reply:
         answer: the text after ``</think>``, cleaned; what the seeker reads.
         closed: the model wrote ``</think>`` itself (not forced).
         well_formed: ``closed`` and ``answer_clean``.
-        answer_clean: the answer is non-empty, has no tag and the model ended it itself (not
-            cut off by the token budget).
+        answer_clean: the answer is non-empty, the model ended it itself (not cut off by the
+            token budget) and what the seeker is shown is exactly what was written, up to
+            whitespace (no tag, role label or second paragraph removed).
     """
 
     reasoning: str
@@ -108,6 +109,12 @@ def clean_answer(text: str, max_chars: int = 600) -> str:
     return " ".join(para.split())
 
 
+def shown_as_written(raw: str, answer: str) -> bool:
+    """Whether the shown ``answer`` (:func:`clean_answer` of ``raw``) is the written ``raw`` up to
+    whitespace: no tag, role label, second paragraph or cut was removed."""
+    return " ".join(raw.split()) == answer
+
+
 def parse_reply(text: str, *, answer_finished: bool = True) -> Reply:
     """Split a full reply (starting after the ``<think>`` prefill) into reasoning and answer.
 
@@ -121,7 +128,7 @@ def parse_reply(text: str, *, answer_finished: bool = True) -> Reply:
         return Reply(reasoning=text.strip(), answer="", closed=False, well_formed=False)
     reasoning, raw_answer = text[:k].strip(), text[k + len(THINK_CLOSE):]
     answer = clean_answer(raw_answer)
-    clean = bool(answer) and not _TAG_RE.search(raw_answer) and answer_finished
+    clean = bool(answer) and shown_as_written(raw_answer, answer) and answer_finished
     return Reply(reasoning, answer, True, clean, clean)
 
 

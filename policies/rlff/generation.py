@@ -4,7 +4,10 @@ Phase 1 (reasoning): the prompt ends with ``<think>``; the model samples at most
 ``max_reasoning_tokens`` tokens and stops when it has written ``</think>``.  If it did not,
 we append the tokens of ``</think>`` ourselves (``sampled_mask`` 0 for them).
 Phase 2 (answer): the model continues after ``</think>`` for at most ``max_answer_tokens``
-tokens, until its end-of-message token.
+tokens, until its end-of-message token or the end of its first paragraph (a blank line after
+some text), whichever comes first.  The seeker is only ever shown the first paragraph, so
+the tokens after it are dropped from the completion: what GRPO trains on is what is shown
+(the kept tokens are a prefix of the sampled ones, so their probabilities are unchanged).
 
 Every row of a phase is one batched ``model.generate`` call (split into ``batch_size`` rows).
 The token ids of the prompt and of the completion are kept exactly as sampled, so that the
@@ -17,7 +20,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from .format import THINK_CLOSE, THINK_OPEN, Reply, clean_answer, _TAG_RE
+from .format import THINK_CLOSE, THINK_OPEN, Reply, clean_answer, shown_as_written
 
 
 @dataclass
@@ -89,6 +92,30 @@ def _sample(model, tokenizer, rows: list[list[int]], max_new_tokens: int, temper
     return out
 
 
+def _paragraph_end(tokenizer, ids: list[int]) -> int | None:
+    """Smallest ``k`` such that the decoded ``ids[:k]`` has a blank line after some text, else ``None``."""
+    for k in range(1, len(ids) + 1):
+        if "\n" in tokenizer.decode(ids[k - 1 : k]) and "\n\n" in tokenizer.decode(ids[:k]).lstrip():
+            return k
+    return None
+
+
+def shown_tokens(tokenizer, ids: list[int]) -> tuple[list[int], bool]:
+    """The answer tokens that are shown to the seeker, and whether the model ended them.
+
+    ``ids`` are the sampled answer tokens (maybe ending with the end-of-message token).  They
+    are cut after the first paragraph's blank line when there is one (the seeker only reads
+    the first paragraph); the model ended its answer if it wrote that blank line or the
+    end-of-message token.
+    """
+    eos = tokenizer.eos_token_id
+    body = ids[:-1] if ids and ids[-1] == eos else ids
+    k = _paragraph_end(tokenizer, body)
+    if k is not None:
+        return list(ids[:k]), True
+    return list(ids), bool(ids) and ids[-1] == eos
+
+
 def _close_index(tokenizer, ids: list[int]) -> int | None:
     """Smallest ``k`` such that the decoded ``ids[:k]`` contains ``</think>``, else ``None``."""
     for k in range(1, len(ids) + 1):
@@ -153,14 +180,14 @@ def generate_replies(
         model.train(was_training)
     completions, sampled, replies, finished = [], [], [], []
     for p1, m1, ok, ans in zip(phase1, masks, closed, second):
-        done = bool(ans) and ans[-1] == eos
+        ans, done = shown_tokens(tokenizer, ans)
         completions.append(p1 + ans)
         sampled.append(m1 + [1] * len(ans))
-        text = tokenizer.decode(p1 + (ans[:-1] if done else ans), skip_special_tokens=True)
+        text = tokenizer.decode(p1 + (ans[:-1] if ans and ans[-1] == eos else ans), skip_special_tokens=True)
         k = text.find(THINK_CLOSE)
         reasoning, raw = (text[:k], text[k + len(THINK_CLOSE):]) if k >= 0 else (text, "")
         answer = clean_answer(raw)
-        clean = done and bool(answer) and not _TAG_RE.search(raw)
+        clean = done and bool(answer) and shown_as_written(raw, answer)
         replies.append(Reply(reasoning.strip(), answer, ok, ok and clean, clean))
         finished.append(done)
     return Generation(rows, completions, sampled, replies, finished, len(messages), num_samples)

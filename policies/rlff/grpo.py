@@ -12,19 +12,36 @@ One module, CleanRL style.  Each update:
    ``rm_scale`` is the spread of the reward model's training targets (its ``reward_scale``).
 
    (an empty answer gets the lowest RM score of the batch);
-3. group-normalised advantages, per prefix::
+3. group-normalised advantages, per prefix (``ddof=1``: the unbiased sample standard
+   deviation of the ``G`` rewards, as TRL and the GRPO paper's reference code use; a group
+   whose rewards are all equal gets advantage 0)::
 
-       A_i = (r_i - mean_group(r)) / (std_group(r) + 1e-4)
+       A_i = (r_i - mean_group(r)) / (std_group(r; ddof=1) + 1e-4)
 
 4. ``update_epochs`` passes of the clipped surrogate with a KL penalty to the reference
-   model (the base model: the LoRA adapter disabled, so it costs no extra memory)::
+   model (the base model: the LoRA adapter disabled, so it costs no extra memory),
+   :func:`grpo_objective`::
 
-       rho_t  = exp(log pi_theta(o_t) - log pi_old(o_t))
+       rho_t  = exp(m_t * (log pi_theta(o_t) - log pi_old(o_t)))
        L_clip = min(rho_t A_i, clip(rho_t, 1 - eps, 1 + eps) A_i)
-       KL_t   = exp(log pi_ref(o_t) - log pi_theta(o_t)) - (log pi_ref(o_t) - log pi_theta(o_t)) - 1
-       loss   = - 1/N sum_i 1/|o_i| sum_t (L_clip - beta KL_t)
+       d_t    = m_t * (log pi_ref(o_t) - log pi_theta(o_t))
+       KL_t   = exp(d_t) - d_t - 1                                   (k3 estimator, >= 0)
+       loss   = - 1/N sum_i 1/|o_i| sum_t m_t (L_clip - beta KL_t),   |o_i| = sum_t m_t
 
-   over the tokens the model sampled (``</think>`` tokens we forced are masked out).
+   ``m_t`` is 1 on tokens the model sampled and 0 on padding and on ``</think>`` tokens we
+   forced; log-ratios are zeroed on ``m_t = 0`` *before* ``exp``, so padding can never overflow.
+
+   ``pi_old``: the first epoch uses the detached log-probs of the same forward pass (the
+   ratio is exactly 1 and the gradient is the policy gradient, whatever ``lora_dropout``);
+   later epochs reuse those detached first-epoch log-probs.  Computing ``pi_old`` in eval
+   mode and the update in train mode would make the ratio differ from 1 before any update
+   when ``lora_dropout > 0``.
+
+5. Only what the seeker is shown is trained: the answer is cut at the end of its first
+   paragraph (the generation stops there; :func:`policies.rlff.generation.generate_replies`),
+   which is the text the reward model scores and the env receives.  An answer whose shown
+   text differs from the sampled text in more than whitespace (a role label, a tag) is not
+   ``clean`` and loses the format reward for it.
 
 Format warm-up (optional, before GRPO): a 135M chat model practically never writes
 ``</think>`` on its own, so the ``closed`` part of ``F`` would never fire and GRPO could not
@@ -45,13 +62,18 @@ Checkpoints (``out_dir/checkpoint/``): ``adapter.safetensors`` (LoRA weights),
 ``train()`` resumes from it; prompts and sampling seeds depend only on ``(seed, step)``, so a
 resumed run continues the same sequence.
 
-Why not TRL's ``GRPOTrainer``: it installs (trl 1.16 adds datasets, pandas, pyarrow; torch is
-untouched) and runs on CPU, but (a) it wraps the model it is given, while our policy must be
-a separate copy from the env's shared backend model anyway; (b) its defaults are not this
-objective (``beta=0``: no KL; ``loss_type="dapo"``) and our two-phase generation with forced
-``</think>`` tokens would need a custom rollout function; (c) its logging and checkpoint
-layout differ from the project's (``charts/``, ``losses/``, safetensors + JSON step); (d) it
-adds ~270 MB of dependencies for no speed gain on CPU, where generation dominates.
+TRL's ``GRPOTrainer`` could run this objective: ``GRPOConfig(beta=0.04, loss_type="grpo",
+scale_rewards="group", epsilon=0.2, num_iterations=1)`` is the loss above (per-sequence token
+mean, group std with ``ddof=1``, k3 KL to the reference, old log-probs = the detached new ones
+for one iteration); it accepts a PEFT model or a ``peft_config``; and a ``rollout_func`` can
+do our two-phase generation and return a mask (``env_mask``) that keeps the forced
+``</think>`` tokens out of the loss.  Its *defaults* differ (``beta=0``, ``loss_type="dapo"``),
+so using it means setting those.  We keep this module because (a) on a 2-core CPU TRL adds
+about 270 MB of dependencies (datasets, pandas, pyarrow, accelerate) for no speed gain --
+generation dominates; (b) the project's logging and checkpoint layout (``charts/``,
+``losses/``, safetensors + JSON step, resume with the same sampling seeds) would need
+callbacks; (c) a ~40-line objective that is tested on hand-computed values
+(``tests/test_rlff.py``) is easier to audit here than a trainer configuration.
 """
 
 from __future__ import annotations
@@ -81,7 +103,7 @@ class GRPOConfig:
         total_steps: policy updates; each draws a fresh batch of prompts.
         prompts_per_step: ``B``, prefixes per update.
         group_size: ``G``, replies sampled per prefix (the group of GRPO).
-        update_epochs: gradient passes over each batch (``mu``); the ratio differs from 1 from the second.
+        update_epochs: gradient passes over each batch (``mu``); the ratio is exactly 1 in the first.
         learning_rate: AdamW learning rate of the LoRA weights.
         clip_eps: ``eps`` of the clipped ratio.
         kl_beta: ``beta``, weight of the KL penalty to the reference (base) model.
@@ -113,6 +135,17 @@ class GRPOConfig:
     checkpoint_every: int = 5
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (GRPO compares replies within a group), got {self.group_size}")
+        if self.total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0, got {self.total_steps}")
+        for name in ("prompts_per_step", "update_epochs", "micro_batch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_eps < 0 or self.kl_beta < 0:
+            raise ValueError(f"clip_eps and kl_beta must be >= 0, got clip_eps={self.clip_eps}, kl_beta={self.kl_beta}")
+
 
 def format_reward(closed: Sequence[bool], answer_clean: Sequence[bool]) -> np.ndarray:
     """``F = 0.5 [closed </think> itself] + 0.5 [clean answer]``, shape ``(n,)``."""
@@ -120,10 +153,93 @@ def format_reward(closed: Sequence[bool], answer_clean: Sequence[bool]) -> np.nd
 
 
 def group_advantages(rewards: np.ndarray, group_size: int, eps: float = 1e-4) -> np.ndarray:
-    """``A = (r - mean_group r) / (std_group r + eps)``; ``rewards`` is prompt-major, shape ``(B * G,)``."""
-    r = np.asarray(rewards, dtype=np.float64).reshape(-1, group_size)
-    a = (r - r.mean(1, keepdims=True)) / (r.std(1, keepdims=True) + eps)
+    """``A = (r - mean_group r) / (std_group(r; ddof=1) + eps)``.
+
+    Args:
+        rewards: prompt-major rewards, shape ``(B * G,)``.
+        group_size: ``G >= 2`` (the sample standard deviation of one reward is undefined).
+
+    Returns:
+        advantages, shape ``(B * G,)``; 0 for every member of a group with equal rewards.
+    """
+    if group_size < 2:
+        raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.size % group_size:
+        raise ValueError(f"got {r.size} rewards, not a multiple of group_size={group_size}")
+    r = r.reshape(-1, group_size)
+    a = (r - r.mean(1, keepdims=True)) / (r.std(1, ddof=1, keepdims=True) + eps)
     return a.reshape(-1)
+
+
+@dataclass
+class GRPOTerms:
+    """What :func:`grpo_objective` returns; tensors of shape ``(N,)`` are per sequence.
+
+    Attributes:
+        loss: ``mean_i per_sequence_i`` (a scalar with gradients).
+        per_sequence: ``- 1/|o_i| sum_t m_t (L_clip - beta KL_t)``, shape ``(N,)``.
+        kl: mean ``KL_t`` over unmasked tokens (detached scalar; 0 when ``beta == 0``).
+        approx_kl: mean ``(rho_t - 1) - log rho_t`` over unmasked tokens (detached).
+        clipfrac: share of unmasked tokens with ``|rho_t - 1| > eps`` (detached).
+        n_tokens: unmasked tokens.
+    """
+
+    loss: Any
+    per_sequence: Any
+    kl: float
+    approx_kl: float
+    clipfrac: float
+    n_tokens: int
+
+
+def grpo_objective(logp, old_logp, ref_logp, advantages, mask, epsilon: float, beta: float) -> GRPOTerms:
+    """The GRPO loss of one batch (module docstring, step 4), a pure function of tensors.
+
+    Args:
+        logp: ``log pi_theta`` of each completion token, shape ``(N, T)`` (with gradients).
+        old_logp: ``log pi_old``, shape ``(N, T)`` (treated as constant).
+        ref_logp: ``log pi_ref``, shape ``(N, T)``, or ``None`` when ``beta == 0``.
+        advantages: ``A_i``, shape ``(N,)``.
+        mask: 1 on trained tokens, 0 on padding and forced tokens, shape ``(N, T)``.
+        epsilon: clipping range ``eps`` of the ratio.
+        beta: weight of the k3 KL penalty to the reference.
+
+    Returns:
+        :class:`GRPOTerms`.  Masked positions contribute nothing, whatever their log-probs
+        (their log-ratios are set to 0 before ``exp``); a row without unmasked tokens has loss 0.
+    """
+    import torch
+
+    if logp.shape != old_logp.shape or logp.shape != mask.shape:
+        raise ValueError(f"logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)} and mask {tuple(mask.shape)} must match")
+    if advantages.shape != logp.shape[:1]:
+        raise ValueError(f"advantages must have shape ({logp.shape[0]},), got {tuple(advantages.shape)}")
+    if beta > 0 and (ref_logp is None or ref_logp.shape != logp.shape):
+        raise ValueError("beta > 0 needs ref_logp of the same shape as logp")
+    if epsilon < 0:
+        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+    keep = mask > 0
+    m = keep.to(logp.dtype)
+    zero = torch.zeros_like(logp)
+    log_ratio = torch.where(keep, logp - old_logp.detach(), zero)
+    ratio = log_ratio.exp()
+    a = advantages.to(logp.dtype)[:, None]
+    # L_clip = min(rho A, clip(rho, 1 - eps, 1 + eps) A)
+    surrogate = torch.min(ratio * a, ratio.clamp(1 - epsilon, 1 + epsilon) * a)
+    if beta > 0:
+        # KL_t = exp(d) - d - 1 with d = log pi_ref - log pi_theta   (k3 estimator, >= 0)
+        d = torch.where(keep, ref_logp.detach() - logp, zero)
+        kl = d.exp() - d - 1
+    else:
+        kl = zero
+    n_tok = m.sum(1)
+    per_sequence = -((surrogate - beta * kl) * m).sum(1) / n_tok.clamp(min=1)
+    with torch.no_grad():
+        total = m.sum().clamp(min=1)
+        stats = dict(kl=float((kl * m).sum() / total), approx_kl=float((((ratio - 1) - log_ratio) * m).sum() / total),
+                     clipfrac=float((((ratio - 1).abs() > epsilon).to(m.dtype) * m).sum() / total), n_tokens=int(m.sum()))
+    return GRPOTerms(per_sequence.mean(), per_sequence, **stats)
 
 
 @dataclass
@@ -284,51 +400,7 @@ class RLFFTrainer:
         r = self.rewards(row_ctx, gen.replies)
         adv = torch.as_tensor(group_advantages(r["reward"], c.group_size), dtype=torch.float32)
 
-        pad = pol.tokenizer.pad_token_id
-        sampled = [torch.tensor(m, dtype=torch.float32) for m in gen.sampled_mask]
-        with torch.no_grad():
-            old_lp, mask = completion_logprobs(pol.model, gen.prompt_ids, gen.completion_ids, pad, c.temperature, c.micro_batch)
-            if c.kl_beta > 0:
-                with pol.model.disable_adapter():
-                    ref_lp, _ = completion_logprobs(pol.model, gen.prompt_ids, gen.completion_ids, pad, c.temperature, c.micro_batch)
-        lc = mask.shape[1]
-        smask = torch.stack([torch.nn.functional.pad(m, (0, lc - len(m))) for m in sampled]) * mask.float()
-        n_tok = smask.sum(1).clamp(min=1)
-        n_rows = len(gen.completion_ids)
-
-        pol.model.train()
-        stats = {"policy_loss": 0.0, "kl": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "grad_norm": 0.0}
-        for _ in range(c.update_epochs):
-            self.optimizer.zero_grad()
-            for s in range(0, n_rows, c.micro_batch):
-                sl = slice(s, s + c.micro_batch)
-                lp, _ = completion_logprobs(pol.model, gen.prompt_ids[sl], gen.completion_ids[sl], pad,
-                                            c.temperature, c.micro_batch)
-                lp = torch.nn.functional.pad(lp, (0, lc - lp.shape[1]))
-                m, a = smask[sl], adv[sl, None]
-                log_ratio = lp - old_lp[sl]
-                ratio = log_ratio.exp()
-                # L_clip = min(rho A, clip(rho, 1-eps, 1+eps) A)
-                surrogate = torch.min(ratio * a, ratio.clamp(1 - c.clip_eps, 1 + c.clip_eps) * a)
-                if c.kl_beta > 0:
-                    # KL_t = exp(ref - logp) - (ref - logp) - 1   (k3 estimator, >= 0)
-                    d = ref_lp[sl] - lp
-                    kl = d.exp() - d - 1
-                else:
-                    kl = torch.zeros_like(lp)
-                per_token = -(surrogate - c.kl_beta * kl)
-                loss = ((per_token * m).sum(1) / n_tok[sl]).sum() / n_rows
-                loss.backward()
-                with torch.no_grad():
-                    w = m.sum() / smask.sum().clamp(min=1)
-                    stats["policy_loss"] += float(loss) / c.update_epochs
-                    stats["kl"] += float((kl * m).sum() / m.sum().clamp(min=1) * w) / c.update_epochs
-                    stats["approx_kl"] += float((((ratio - 1) - log_ratio) * m).sum() / m.sum().clamp(min=1) * w) / c.update_epochs
-                    stats["clipfrac"] += float((((ratio - 1).abs() > c.clip_eps).float() * m).sum() / m.sum().clamp(min=1) * w) / c.update_epochs
-            gn = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
-            stats["grad_norm"] += float(gn) / c.update_epochs
-            self.optimizer.step()
-        pol.model.eval()
+        stats = self.update(gen, adv)
         self.step += 1
         seconds = time.perf_counter() - t0
         metrics = {
@@ -339,12 +411,72 @@ class RLFFTrainer:
             "closed_rate": float(np.mean([x.closed for x in gen.replies])),
             "clean_answer_rate": float(np.mean([x.answer_clean for x in gen.replies])),
             "answer_chars": float(np.mean([len(x.answer) for x in gen.replies])),
-            "SPS": n_rows / seconds,
+            "SPS": len(gen.completion_ids) / seconds,
             "generation_seconds": t_gen,
             "seconds": seconds,
             **stats,
         }
         return metrics
+
+    def update(self, gen: Any, advantages: Any) -> dict:
+        """``update_epochs`` gradient steps of :func:`grpo_objective` on sampled replies.
+
+        Args:
+            gen: a :class:`~policies.rlff.generation.Generation` sampled from the policy.
+            advantages: float tensor ``(N,)``, one per row of ``gen``.
+
+        Returns:
+            ``policy_loss``, ``kl``, ``approx_kl``, ``clipfrac``, ``grad_norm`` averaged over the
+            epochs (``approx_kl`` and ``clipfrac`` are exactly 0 in the first epoch).
+        """
+        import torch
+
+        c, pol = self.config, self.policy
+        pad = pol.tokenizer.pad_token_id
+        n_rows = len(gen.completion_ids)
+        if len(advantages) != n_rows:
+            raise ValueError(f"got {len(advantages)} advantages for {n_rows} sampled replies")
+        slices = [slice(s, min(s + c.micro_batch, n_rows)) for s in range(0, n_rows, c.micro_batch)]
+
+        def slice_mask(sl: slice, width: int):
+            # 1 on sampled completion tokens, 0 on forced tokens and on padding to ``width``
+            rows = [torch.tensor(m, dtype=torch.float32) for m in gen.sampled_mask[sl]]
+            return torch.stack([torch.nn.functional.pad(m, (0, width - len(m))) for m in rows])
+
+        ref = [None] * len(slices)
+        if c.kl_beta > 0:
+            with torch.no_grad(), pol.model.disable_adapter():
+                # the adapter is off, so LoRA dropout cannot act: the reference is deterministic
+                ref = [completion_logprobs(pol.model, gen.prompt_ids[sl], gen.completion_ids[sl], pad, c.temperature,
+                                           c.micro_batch)[0] for sl in slices]
+        old: list = [None] * len(slices)
+        pol.model.train()
+        stats = {"policy_loss": 0.0, "kl": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "grad_norm": 0.0}
+        for _ in range(c.update_epochs):
+            self.optimizer.zero_grad()
+            tok = {"kl": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
+            n_tok = 0
+            loss_sum = 0.0
+            for k, sl in enumerate(slices):
+                lp, _ = completion_logprobs(pol.model, gen.prompt_ids[sl], gen.completion_ids[sl], pad,
+                                            c.temperature, c.micro_batch)
+                if old[k] is None:  # first epoch: pi_old is this very forward pass (ratio exactly 1)
+                    old[k] = lp.detach()
+                terms = grpo_objective(lp, old[k], ref[k], advantages[sl], slice_mask(sl, lp.shape[1]), c.clip_eps, c.kl_beta)
+                loss = terms.per_sequence.sum() / n_rows  # = the batch mean over all N rows, summed over slices
+                loss.backward()
+                loss_sum += loss.item()
+                for key in tok:
+                    tok[key] += getattr(terms, key) * terms.n_tokens
+                n_tok += terms.n_tokens
+            gn = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
+            self.optimizer.step()
+            stats["policy_loss"] += loss_sum / c.update_epochs
+            stats["grad_norm"] += float(gn) / c.update_epochs
+            for key in tok:
+                stats[key] += tok[key] / max(n_tok, 1) / c.update_epochs
+        pol.model.eval()
+        return stats
 
     def log(self, metrics: dict) -> None:
         charts = ("reward", "rm_score", "format_rate", "closed_rate", "clean_answer_rate", "answer_chars", "SPS")

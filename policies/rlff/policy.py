@@ -175,8 +175,12 @@ class RLFFPolicy:
     def from_backend(cls, backend: Any, **kwargs: Any) -> "RLFFPolicy":
         """A policy over the same base model as ``backend`` (a fresh copy of its weights)."""
         name = getattr(backend, "name", "")
-        base = EMBEDDED if name.startswith("embedded") else backend.model_path
-        return cls(base, **kwargs)
+        if name.startswith("embedded"):
+            return cls(EMBEDDED, **kwargs)
+        if not getattr(backend, "model_path", None):
+            raise ValueError(f"backend {name or backend!r} serves a remote model: give the policy a local base model "
+                             "(RLFFPolicy(base_model=...), or --policy-model in examples/train_rlff.py)")
+        return cls(backend.model_path, **kwargs)
 
     # ---- replies ----------------------------------------------------------------------------
     def reply_batch(self, dialogues: Sequence[Sequence[Turn]], seed: int | None = None) -> list[Reply]:
@@ -247,10 +251,11 @@ class RLFFPolicy:
         action = self.act(observation)
         return action, self.last_reasoning[0]
 
-    def propose(self, states: list[dict], seed: int) -> list[tuple[int | None, str]]:
-        """:class:`policies.rlff.simulator.FuturePolicy`: this policy writes the future supporter turns."""
+    def propose(self, states: list[dict], seeds: Sequence[int]) -> list[tuple[int | None, str]]:
+        """:class:`policies.rlff.simulator.FuturePolicy`: this policy writes the future supporter turns
+        (one batched generation seeded with ``seeds[0]``)."""
         dialogues = [[Turn.from_dict(t) for t in (s["episode"] if "episode" in s else s)["turns"]] for s in states]
-        replies = self.reply_batch(dialogues, seed=seed)
+        replies = self.reply_batch(dialogues, seed=int(seeds[0]) if len(seeds) else None)
         return [(None, r.answer) for r in replies]
 
     # ---- strategy labels (strategy+text mode) --------------------------------------------------

@@ -24,16 +24,27 @@ Records (one JSON line per prefix and candidate)::
     {"prefix_id", "persona_id", "context": [turn dicts], "reference", "candidate_index",
      "candidate", "candidate_source", "rewards": [R per rollout], "mean", "intensity_before",
      "intensity_after": [...], "success": [...], "gave_up": [...], "turns": [...],
-     "seeker_replies": [...], "horizon", "rollouts"}
+     "seeker_replies": [...], "seeds": [...], "future_strategies": [[...] per rollout], "horizon", "rollouts"}
 
 ``run`` appends records to a JSONL file and skips prefixes already in it, so an interrupted
 simulation resumes where it stopped.
+
+Common random numbers.  The reward model learns from *differences between candidates of one
+prefix*, so the simulator gives every candidate of a prefix the same random choices at the
+same rollout index ``m``: the same episode seed (the seeker's sampling seed derives from it)
+and the same future supporter strategies.  Seeds derive from ``(seed, prefix id, m)`` alone
+(:meth:`FutureSimulator.row_seed`, :meth:`FutureSimulator.future_seed`), never from the
+batch.  What the simulator cannot make batch-independent by itself: the transformers backend
+samples a whole batched ``generate`` from one random stream seeded by the batch's first row,
+so the *sampled tokens* of a row still depend on its batch-mates (an OpenAI-compatible or vLLM
+backend seeds each request on its own).  :func:`future_reward_spread` measures the effect.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +149,9 @@ def prefixes_from_esconv(
 class FuturePolicy(Protocol):
     """Writes the supporter turns after the candidate.  One batched call for all rows."""
 
-    def propose(self, states: list[dict], seed: int) -> list[tuple[int | None, str]]:
-        """``(strategy index or None, utterance)`` for every state."""
+    def propose(self, states: list[dict], seeds: Sequence[int]) -> list[tuple[int | None, str]]:
+        """``(strategy index or None, utterance)`` for every state; ``seeds[i]`` is row ``i``'s
+        seed (rows that should share random choices get the same seed)."""
         ...
 
 
@@ -147,7 +159,11 @@ class SupporterFuturePolicy:
     """The env's LLM supporter with a strategy drawn uniformly at random for every row.
 
     Random strategies make the rollouts of one candidate differ, so their mean estimates
-    the candidate's value under a generic continuation rather than one fixed script.
+    the candidate's value under a generic continuation rather than one fixed script.  Row
+    ``i``'s strategy is drawn from ``seeds[i]`` alone, so rows with the same seed (the
+    candidates of one prefix at one rollout index) get the same strategy whatever their
+    batch-mates.  The text is one batched generate call seeded with ``seeds[0]``: the
+    transformers backend samples a batch from one random stream (see the README).
     """
 
     def __init__(self, env: Any) -> None:
@@ -155,11 +171,16 @@ class SupporterFuturePolicy:
         self.supporter = engine.supporter
         self.strategies = engine.strategies
 
-    def propose(self, states: list[dict], seed: int) -> list[tuple[int | None, str]]:
-        rng = np.random.default_rng(seed)
-        idx = [int(i) for i in rng.integers(len(self.strategies), size=len(states))]
+    def strategy_of(self, seed: int) -> int:
+        """The strategy index row seed ``seed`` draws (uniform over the strategy set)."""
+        return int(np.random.default_rng(seed).integers(len(self.strategies)))
+
+    def propose(self, states: list[dict], seeds: Sequence[int]) -> list[tuple[int | None, str]]:
+        if len(seeds) != len(states):
+            raise ValueError(f"got {len(seeds)} seeds for {len(states)} states")
+        idx = [self.strategy_of(s) for s in seeds]
         dialogues = [[Turn.from_dict(t) for t in _episode(s)["turns"]] for s in states]
-        texts = self.supporter.respond(dialogues, [self.strategies[i].name for i in idx], seed=seed)
+        texts = self.supporter.respond(dialogues, [self.strategies[i].name for i in idx], seed=int(seeds[0])) if states else []
         return list(zip(idx, texts))
 
 
@@ -171,6 +192,49 @@ def _with_seed(state: dict, seed: int) -> dict:
     s = copy.deepcopy(state)
     _episode(s)["seed"] = int(seed)
     return s
+
+
+# ----------------------------------------------------------------------------- noise of the records
+def future_reward_spread(records: Sequence[dict]) -> dict:
+    """How noisy simulated future rewards are, from simulator records.
+
+    Returns ``Interval`` dicts (mean and Student-t 95% CI over their units) of:
+
+    - ``within_prefix_variance``: per prefix with >= 2 candidates, the variance (``ddof=1``)
+      of the candidates' mean rewards -- the spread the reward model must learn to order;
+    - ``rollout_variance``: per candidate with >= 2 rollouts, the variance (``ddof=1``) of its
+      rollout rewards;
+    - ``paired_difference_variance``: per pair of candidates of one prefix, the variance
+      (``ddof=1``) over rollout index ``m`` of ``R_jm - R_km``.  Common random numbers lower
+      it when the rollouts of two candidates at the same ``m`` are positively correlated.
+
+    plus ``n_records`` and ``n_prefixes``.
+    """
+    from esc_env.evaluation.metrics import mean_ci
+
+    groups: dict[str, list[list[float]]] = {}
+    for r in records:
+        rewards = [float(x) for x in r.get("rewards", []) if x is not None and math.isfinite(float(x))]
+        if rewards:
+            groups.setdefault(str(r["prefix_id"]), []).append(rewards)
+    within, rollout, paired = [], [], []
+    for cands in groups.values():
+        means = [float(np.mean(c)) for c in cands]
+        if len(means) >= 2:
+            within.append(float(np.var(means, ddof=1)))
+        rollout.extend(float(np.var(c, ddof=1)) for c in cands if len(c) >= 2)
+        for a in range(len(cands)):
+            for b in range(a + 1, len(cands)):
+                n = min(len(cands[a]), len(cands[b]))
+                if n >= 2:
+                    paired.append(float(np.var(np.subtract(cands[a][:n], cands[b][:n]), ddof=1)))
+
+    def ci(x: list[float]) -> dict:
+        return mean_ci(x).as_dict() if x else {"value": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+
+    return {"within_prefix_variance": ci(within), "rollout_variance": ci(rollout),
+            "paired_difference_variance": ci(paired), "n_records": sum(len(c) for c in groups.values()),
+            "n_prefixes": len(groups)}
 
 
 # ----------------------------------------------------------------------------- results
@@ -185,6 +249,9 @@ class Rollout:
         success, gave_up: how the rollout ended.
         turns: supporter turns simulated (the candidate's included).
         seeker_reply: the seeker's immediate answer to the candidate.
+        seed: the row's episode seed (:meth:`FutureSimulator.row_seed`).
+        future_strategies: strategy index of each future supporter turn (``None`` when the
+            future policy gives none).
     """
 
     reward: float
@@ -194,6 +261,12 @@ class Rollout:
     gave_up: bool
     turns: int
     seeker_reply: str = ""
+    seed: int = 0
+    future_strategies: list = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.future_strategies is None:
+            self.future_strategies = []
 
 
 @dataclass
@@ -226,7 +299,14 @@ class FutureSimulator:
         give_up_penalty: subtracted from ``R`` when the seeker gives up.
         default_strategy: strategy index sent with candidates in ``"strategy+text"`` mode
             when a candidate has none (default: ``"Others"`` if the set has it, else 0).
-        seed: base seed; each row's seed derives from it, the prefix, candidate and rollout.
+        seed: base seed.  Common random numbers: every candidate of a prefix gets the same
+            seeds at the same rollout index ``m`` -- the episode seed
+            ``stable_seed(seed, prefix id, "rollout", m)`` and, for future turn ``h``, the
+            future policy's row seed ``stable_seed(seed, prefix id, "future", m, h)`` (the
+            same future strategies).  Seeds depend on nothing else (not on batch-mates).
+        common_random_numbers: ``False`` gives every candidate its own seeds (the candidate
+            index joins the seed's parts) -- the control of the noise measurement
+            (``benchmarks/future_reward_noise.py``); never better for training.
     """
 
     def __init__(
@@ -239,6 +319,7 @@ class FutureSimulator:
         give_up_penalty: float = 0.5,
         default_strategy: int | None = None,
         seed: int = 0,
+        common_random_numbers: bool = True,
     ) -> None:
         self.env = env
         self.unwrapped = env.unwrapped
@@ -258,7 +339,23 @@ class FutureSimulator:
             default_strategy = names.index("Others") if "Others" in names else 0
         self.default_strategy = int(default_strategy)
         self.seed = int(seed)
+        self.common_random_numbers = bool(common_random_numbers)
         self.last_stats = SimulationStats()
+
+    # ---- seeds (common random numbers) ---------------------------------------------------
+    def row_seed(self, prefix_id: str, rollout: int, candidate: int | None = None) -> int:
+        """Episode seed of rollout ``rollout`` of every candidate of prefix ``prefix_id``
+        (``candidate`` is used only without common random numbers)."""
+        if self.common_random_numbers:
+            candidate = None
+        return stable_seed(self.seed, prefix_id, "rollout", rollout, *(() if candidate is None else ("candidate", candidate)))
+
+    def future_seed(self, prefix_id: str, rollout: int, turn: int, candidate: int | None = None) -> int:
+        """Future policy's seed for future turn ``turn`` of rollout ``rollout`` of prefix ``prefix_id``
+        (``candidate`` is used only without common random numbers)."""
+        if self.common_random_numbers:
+            candidate = None
+        return stable_seed(self.seed, prefix_id, "future", rollout, turn, *(() if candidate is None else ("candidate", candidate)))
 
     # ---- the reward of one rollout ------------------------------------------------------
     def future_reward(self, intensity_before: float, intensity_after: float, success: bool, gave_up: bool) -> float:
@@ -300,14 +397,15 @@ class FutureSimulator:
             or ``"reference"``.
         """
         strategies = self.unwrapped.strategies
-        rng = np.random.default_rng(stable_seed(self.seed, "candidates", *[p.id for p in prefixes]))
         rows, names = [], []
-        for p in prefixes:
+        for p in prefixes:  # each prefix's strategies depend on its id only
+            rng = np.random.default_rng(stable_seed(self.seed, "candidates", p.id))
             idx = rng.choice(len(strategies), size=min(k, len(strategies)), replace=False)
             for i in idx:
                 rows.append(p.turns)
                 names.append(strategies[int(i)].name)
-        texts = self.unwrapped.engine.supporter.respond(rows, names, seed=int(rng.integers(2**31 - 1))) if rows else []
+        gen_seed = stable_seed(self.seed, "candidate-text", prefixes[0].id) if prefixes else 0
+        texts = self.unwrapped.engine.supporter.respond(rows, names, seed=gen_seed) if rows else []
         cands: list[list[str]] = []
         sources: list[list[str]] = []
         pos = 0
@@ -343,7 +441,8 @@ class FutureSimulator:
         if not rows:
             self.last_stats = stats
             return [[[] for _ in c] for c in candidates]
-        cur = [_with_seed(states[p], stable_seed(self.seed, ids[p], j, m)) for p, j, m in rows]
+        seeds = [self.row_seed(ids[p], m, j) for p, j, m in rows]
+        cur = [_with_seed(states[p], s) for (p, j, m), s in zip(rows, seeds)]
         actions = [self._action(None, candidates[p][j]) for p, j, m in rows]
         first = self.unwrapped.transition(cur, actions)
         stats.transitions += len(rows)
@@ -355,12 +454,15 @@ class FutureSimulator:
         replies = [str(t.info.get("seeker_utterance", "")) for t in first]
         n_turns = [1] * len(rows)
         state_of = [t.state for t in first]
+        strategies: list[list] = [[] for _ in rows]
         alive = [i for i, t in enumerate(first) if not t.done]
         for h in range(self.horizon):
             if not alive:
                 break
-            turn_seed = stable_seed(self.seed, "future", h, *ids)
-            proposals = self.future_policy.propose([state_of[i] for i in alive], seed=turn_seed)
+            row_seeds = [self.future_seed(ids[rows[i][0]], rows[i][2], h, rows[i][1]) for i in alive]
+            proposals = self.future_policy.propose([state_of[i] for i in alive], row_seeds)
+            for i, (st, _) in zip(alive, proposals):
+                strategies[i].append(st)
             nxt = self.unwrapped.transition([state_of[i] for i in alive], [self._action(s, u) for s, u in proposals])
             stats.transitions += len(alive)
             stats.transition_calls += 1
@@ -377,7 +479,8 @@ class FutureSimulator:
         out: list[list[list[Rollout]]] = [[[] for _ in c] for c in candidates]
         for i, (p, j, m) in enumerate(rows):
             r = self.future_reward(before[i], after[i], success[i], gave_up[i])
-            out[p][j].append(Rollout(r, before[i], after[i], success[i], gave_up[i], n_turns[i], replies[i]))
+            out[p][j].append(Rollout(r, before[i], after[i], success[i], gave_up[i], n_turns[i], replies[i],
+                                     seeds[i], strategies[i]))
         stats.seconds = time.perf_counter() - t0
         self.last_stats = stats
         return out
@@ -478,6 +581,8 @@ class FutureSimulator:
             "gave_up": [r.gave_up for r in rolls],
             "turns": [r.turns for r in rolls],
             "seeker_replies": [r.seeker_reply for r in rolls],
+            "seeds": [r.seed for r in rolls],
+            "future_strategies": [r.future_strategies for r in rolls],
             "horizon": self.horizon,
             "rollouts": self.rollouts,
         }
