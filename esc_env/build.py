@@ -130,7 +130,7 @@ def build_engine(
     seeker_params: "GenerationParams | Mapping | None" = None,
     supporter_params: "GenerationParams | Mapping | None" = None,
     success_threshold: float | None = None,
-    timings: bool = True,
+    timings: bool = False,
 ) -> DialogueEngine:
     """Make the agents and the engine; see :class:`esc_env.env.ESCEnv` for the arguments."""
     from agents.judges import OutcomeJudge, RubricJudge

@@ -152,8 +152,10 @@ class DialogueEngine:
         reward: the default reward's weights, and an optional user reward function.
         rubric_judge, outcome_judge: optional extra judges, run every step when given.
         success_threshold: if set, a judged intensity at or below it also counts as relief.
-        timings: report wall-clock seconds per role in ``info["usage"]``.  Seconds are never
-            the same twice; ``timings=False`` keeps ``info`` exactly reproducible.
+        timings: also report wall-clock seconds per role in ``info["usage"]`` (default off:
+            seconds are never the same twice, and ``info`` must repeat exactly for the same seed
+            and action, as Gymnasium's ``check_env`` asserts).  Whatever this is, the seconds of
+            the last batched call of every role are in :attr:`last_seconds`.
     """
 
     ROLE_SUPPORTER, ROLE_SEEKER = 1, 2
@@ -171,9 +173,11 @@ class DialogueEngine:
         rubric_judge=None,
         outcome_judge=None,
         success_threshold: float | None = None,
-        timings: bool = True,
+        timings: bool = False,
     ) -> None:
         self.timings = timings
+        #: wall-clock seconds of the last batched call of each role (outside ``info``)
+        self.last_seconds: dict[str, float] = {}
         self.seeker = seeker
         self.supporter = supporter
         self.affect_judge = affect_judge
@@ -287,6 +291,7 @@ class DialogueEngine:
             return []
         new = [copy.deepcopy(st) for st in states]
         usage: dict[str, dict] = {}
+        timers: dict[str, _RoleTimer] = {}
 
         # 1. the supporter speaks (the LLM writes only where the agent gave no text)
         need = [i for i, a in enumerate(parsed) if a.utterance is None]
@@ -294,6 +299,7 @@ class DialogueEngine:
         if need:
             names = [self.strategies[parsed[i].strategy].name for i in need]
             with _RoleTimer(self.supporter) as t:
+                timers["supporter"] = t
                 written = self.supporter.respond([new[i].turns for i in need], names, seed=new[need[0]].call_seed(self.ROLE_SUPPORTER))
             usage["supporter"] = _share(t.result, len(need))
             for i, text in zip(need, written):
@@ -305,6 +311,7 @@ class DialogueEngine:
 
         # 2. the seeker answers
         with _RoleTimer(self.seeker) as t:
+            timers["seeker"] = t
             replies = self.seeker.reply([st.persona for st in new], [st.turns for st in new], seed=new[0].call_seed(self.ROLE_SEEKER))
         usage["seeker"] = _share(t.result, n)
         for st, r in zip(new, replies):
@@ -313,6 +320,7 @@ class DialogueEngine:
         # 3. the judges read the dialogues
         dialogues = [st.turns for st in new]
         with _RoleTimer(self.affect_judge) as t:
+            timers["judge"] = t
             judged = np.asarray(self.affect_judge.judge(dialogues + [st.turns for st in starting]), dtype=np.float64)
         intensity = judged[:n]
         self._judge_openings(starting, judged[n:])
@@ -320,12 +328,16 @@ class DialogueEngine:
         rubric = outcome = None
         if self.rubric_judge is not None:
             with _RoleTimer(self.rubric_judge) as t:
+                timers["rubric_judge"] = t
                 rubric = self.rubric_judge.judge([st.turns[:-1] for st in new], [st.turns[-2].strategy for st in new])
             usage["rubric_judge"] = _share(t.result, n)
         if self.outcome_judge is not None:
             with _RoleTimer(self.outcome_judge) as t:
+                timers["outcome_judge"] = t
                 outcome = self.outcome_judge.judge(dialogues)
             usage["outcome_judge"] = _share(t.result, n)
+
+        self.last_seconds = {role: float(t.result["seconds"]) for role, t in timers.items()}
 
         # 4. rewards and the end of episodes
         out = []

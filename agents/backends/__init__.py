@@ -14,6 +14,8 @@ spec                                        backend
 ==========================================  ==============================================
 
 LangChain chat models are wrapped in code: ``LangChainBackend(chat_model)``.
+``ScriptedBackend(replies=..., scores=...)`` answers from a script given in advance (tests,
+and the smallest example of a backend).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "OpenAICompatibleBackend",
     "VLLMBackend",
     "LangChainBackend",
+    "ScriptedBackend",
     "load_embedded_backend",
 ]
 
@@ -86,6 +89,10 @@ def __getattr__(name):  # lazy imports keep `import agents` light
         from .vllm_backend import VLLMBackend
 
         return VLLMBackend
+    if name == "ScriptedBackend":
+        from .scripted import ScriptedBackend
+
+        return ScriptedBackend
     if name == "LangChainBackend":
         from .langchain_backend import LangChainBackend
 
