@@ -135,7 +135,7 @@ class ESCEnv(gym.Env):
         personas: Any = "builtin",
         strategies: Any = "esconv",
         action_mode: str = "strategy",
-        max_turns: int = 10,
+        max_turns: int | None = None,
         render_mode: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
@@ -148,11 +148,11 @@ class ESCEnv(gym.Env):
         self.strategies = self.engine.strategies
         self.affect_judge = self.engine.affect_judge
         self.action_mode = action_mode
-        self.max_turns = max_turns
+        self.max_turns = self.engine.max_turns
         self.render_mode = render_mode
 
         self.action_space = action_space(action_mode, len(self.strategies))
-        self.observation_space = observation_space(len(self.strategies), max_turns)
+        self.observation_space = observation_space(len(self.strategies), self.engine.max_turns)
         self.state: EpisodeState | None = None
 
     # ---- Gymnasium API --------------------------------------------------------------
