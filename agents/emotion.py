@@ -62,6 +62,16 @@ EMOTION_USER = """The conversation so far:
 
 Your emotion level {since} was {level}."""
 
+#: worked examples put before the real question as earlier chat turns, one where the level
+#: falls and one where it rises: (transcript, level before, reason, level after).  Without
+#: them the embedded 135M model never wrote the format (0 of 16 outputs readable, ESConv
+#: valid openings); with them it did (see README, "seeker's own emotion").
+EMOTION_EXAMPLES: tuple[tuple[str, float, str, float], ...] = (
+    ("Seeker: My dog died last week.\nListener: Just get a new one.", 50, "They brushed off my grief.", 42),
+    ("Seeker: I failed my driving test again.\nListener: That must be so frustrating after all the practice. What happened?",
+     30, "They understood how much it meant to me.", 37),
+)
+
 SINCE_LAST = "before the listener's latest message"
 SINCE_START = "when the conversation began"
 
@@ -245,9 +255,12 @@ class EmotionTracker:
         config: an :class:`EmotionConfig` (or anything :func:`resolve_emotion` takes).
         max_chars: each utterance shown in the transcript is cut to this many characters.
         context_turns: the transcript shows the last this many turns.
+        examples: worked examples shown first as earlier chat turns (:data:`EMOTION_EXAMPLES`;
+            ``()`` for none).
     """
 
-    def __init__(self, backend: LLMBackend, config: Any = True, max_chars: int = 400, context_turns: int = 8) -> None:
+    def __init__(self, backend: LLMBackend, config: Any = True, max_chars: int = 400, context_turns: int = 8,
+                 examples: Sequence[tuple[str, float, str, float]] = EMOTION_EXAMPLES) -> None:
         cfg = resolve_emotion(config)
         if cfg is None:
             raise ValueError("EmotionTracker needs a config, got None")
@@ -255,6 +268,7 @@ class EmotionTracker:
         self.config = cfg
         self.max_chars = int(max_chars)
         self.context_turns = int(context_turns)
+        self.examples = tuple(examples)
 
     def conversation(self, persona: Persona, dialogue: Sequence[Turn], level: float, since: str = SINCE_LAST,
                      max_change: float | None = None) -> list[dict]:
@@ -262,8 +276,12 @@ class EmotionTracker:
         transcript = format_dialogue(turns, last=self.context_turns).replace("Supporter:", "Listener:") or "(nothing yet)"
         system = EMOTION_SYSTEM.format(situation=persona.situation.strip(), emotion=persona.emotion_type,
                                        problem=persona.problem_type, max_change=_fmt(max_change or self.config.max_change))
+        msgs = [{"role": "system", "content": system}]
+        for ex_transcript, before, reason, after in self.examples:
+            msgs.append({"role": "user", "content": EMOTION_USER.format(transcript=ex_transcript, since=SINCE_LAST, level=_fmt(before))})
+            msgs.append({"role": "assistant", "content": f"Reason: {reason}\nEmotion: {_fmt(after)}"})
         user = EMOTION_USER.format(transcript=transcript, since=since, level=_fmt(level))
-        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return msgs + [{"role": "user", "content": user}]
 
     def update(
         self,
