@@ -178,3 +178,24 @@ def test_seeker_emotion_judge_reads_whole_dialogues():
     # start 40, two supporter turns: bound 20, so 70 is cut to 60; the unreadable one keeps 40
     assert v == pytest.approx([intensity_from_level(60), intensity_from_level(40)])
     assert (judge.unparsed, judge.total) == (1, 2)
+
+
+def test_sage_env_passes_gymnasium_check_env_and_renders_the_level():
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    def seeker(conv):
+        return "Reason: ok.\nEmotion: +3" if "emotion level" in conv[0]["content"] else "Hm, maybe."
+
+    import gymnasium as gym
+
+    env = gym.make("esc_env/ESC-v0", backend=ScriptedBackend(replies=lambda conv: "What happened next?"),
+                   seeker_backend=ScriptedBackend(replies=seeker), personas=[PERSONA], seeker_emotion="sage",
+                   render_mode="ansi").unwrapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env)  # the render checks included
+    env.reset(seed=1)
+    env.step(0)
+    assert "seeker's emotion level: 40 -> 43" in env.render()
