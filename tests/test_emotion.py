@@ -199,3 +199,18 @@ def test_sage_env_passes_gymnasium_check_env_and_renders_the_level():
     env.reset(seed=1)
     env.step(0)
     assert "seeker's emotion level: 40 -> 43" in env.render()
+
+
+def test_sage_env_on_the_embedded_model(backend):
+    """End to end on the real model: whatever it writes, the level stays within SAGE's bounds and
+    an unreadable output is reported, never guessed."""
+    params = {"temperature": 0.0, "max_new_tokens": 12}
+    env = ESCEnv(backend, seeker_emotion="sage", max_turns=2, seeker_params=params, supporter_params=params)
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(0)
+    e = info["judges"]["emotion"]
+    assert env.observation_space.contains(obs)
+    assert 30.0 <= e["level"] <= 50.0 and e["change"] == pytest.approx(e["level"] - 40.0)
+    assert (e["error"] is None) == e["parsed"]
+    assert reward == pytest.approx(e["change"] / 100.0)
+    assert set(info["usage"]) == {"supporter", "emotion", "seeker"}  # no affect judge call
