@@ -249,10 +249,9 @@ def test_unreachable_server_is_one_line_naming_the_url(capsys, tmp_path):
     from llama_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    # the prompted judge loads no encoder and asks the server at reset: the quickest way to the error
-    # (the backend's own retries take about 12 s)
+    # the first request is the supporter's, at the first step; the backend's own retries take about 12 s
     code, _, err = run(capsys, "evaluate", "--backend", f"openai:{url}#m", "--policy", "random", "--episodes", "1",
-                       "--max-turns", "1", "--affect-judge", "prompted", "--out", str(tmp_path), "--no-progress")
+                       "--max-turns", "1", "--out", str(tmp_path), "--no-progress")
     assert code == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
