@@ -118,10 +118,23 @@ def _calibrated_factory(weights: str, strip_politeness: bool | None = None) -> C
     return build
 
 
+def _seeker_emotion_factory(preset: str) -> Callable[[Any], Any]:
+    def build(backend):
+        from agents.emotion import SeekerEmotionJudge
+
+        # the seeker's own level (esc_env's seeker_emotion), read once over the whole prefix from the
+        # preset's start; it reads the transcript, so ``--seeker-turns`` does not apply
+        return SeekerEmotionJudge(backend, preset)
+
+    return build
+
+
 def _default_judges() -> list[NamedJudge]:
     from agents.judges.affect import AFFECT_DESIGNS
 
     judges = [NamedJudge(name, _affect_factory(name), d.description) for name, d in AFFECT_DESIGNS.items()]
+    judges.append(NamedJudge("seeker-emotion-sage", _seeker_emotion_factory("sage"),
+                             "the seeker's own 0-100 emotion level (sage preset), generated and parsed"))
     try:
         from esc_env.build import calibrated_judge_available
 

@@ -116,6 +116,20 @@ def resolve_personas(personas: "str | PersonaBank | Sequence[Persona] | Persona"
     return bank
 
 
+def resolve_max_turns(max_turns: int | None, seeker_emotion: Any = None) -> int:
+    """``max_turns``, or when it is ``None`` the ``seeker_emotion`` preset's turn limit, else 10."""
+    if max_turns is not None:
+        return max_turns
+    from agents.emotion import resolve_emotion
+
+    cfg = resolve_emotion(seeker_emotion)
+    return cfg.max_turns if cfg is not None and cfg.max_turns is not None else DEFAULT_MAX_TURNS
+
+
+#: supporter turns per episode when neither ``max_turns`` nor a ``seeker_emotion`` preset says
+DEFAULT_MAX_TURNS = 10
+
+
 def build_engine(
     backend: "str | LLMBackend" = "embedded",
     *,
@@ -124,7 +138,7 @@ def build_engine(
     supporter_backend: "str | LLMBackend | None" = None,
     strategies: "str | StrategySet" = "esconv",
     action_mode: str = "strategy",
-    max_turns: int = 10,
+    max_turns: int | None = None,
     reward: RewardSpec = None,
     judges: Sequence[str] = ("affect",),
     affect_judge: Any = "auto",
@@ -132,13 +146,23 @@ def build_engine(
     seeker_params: "GenerationParams | Mapping | None" = None,
     supporter_params: "GenerationParams | Mapping | None" = None,
     success_threshold: float | None = None,
-    timings: bool = True,
+    timings: bool = False,
+    seeker_emotion: Any = None,
 ) -> DialogueEngine:
     """Make the agents and the engine; see :class:`esc_env.env.ESCEnv` for the arguments."""
+    from agents.emotion import EmotionTracker, resolve_emotion
     from agents.judges import OutcomeJudge, RubricJudge
     from agents.seeker import SeekerAgent
     from agents.supporter import SupporterAgent
 
+    emotion_cfg = resolve_emotion(seeker_emotion)
+    max_turns = resolve_max_turns(max_turns, emotion_cfg)
+    if emotion_cfg is not None:
+        if affect_judge != "auto" or affect_design is not None:
+            raise ValueError("affect_judge / affect_design do not apply with seeker_emotion: the seeker's own "
+                             "emotion level is the affective state")
+        if success_threshold is not None:
+            raise ValueError("success_threshold does not apply with seeker_emotion: set its success_at instead")
     if action_mode not in ACTION_MODES:
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
     if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
@@ -166,7 +190,7 @@ def build_engine(
 
     seeker = SeekerAgent(seeker_llm, params=params(seeker_params))
     supporter = SupporterAgent(supporter_llm, strategy_set, params=params(supporter_params))
-    affect_judge = resolve_affect_judge(affect_judge, judge_llm, affect_design)
+    affect_judge = resolve_affect_judge(affect_judge, judge_llm, affect_design) if emotion_cfg is None else None
     return DialogueEngine(
         seeker=seeker,
         supporter=supporter,
@@ -180,4 +204,5 @@ def build_engine(
         outcome_judge=OutcomeJudge(judge_llm) if "outcome" in judges else None,
         success_threshold=success_threshold,
         timings=timings,
+        emotion=EmotionTracker(seeker_llm, emotion_cfg) if emotion_cfg is not None else None,
     )

@@ -17,8 +17,16 @@ Policies are named by spec strings: ``random``, ``fixed:<strategy>``, ``llm``,
 ``sb3:<model.zip>``, ``aflow:<checkpoint dir>``, ``rlff:<checkpoint dir>`` (see
 :mod:`esc_env.evaluation.policies`).
 
-User errors (bad options, missing files, unknown policies or config keys) print one line
-naming the problem and exit with code 2; no traceback.
+Errors print one line and no traceback:
+
+* user errors (bad options, missing files, unknown policies or config keys): exit code 2;
+* backend errors (:class:`agents.backends.BackendError`: a server that cannot be reached,
+  an engine that cannot start, a model that cannot be loaded or a prompt it cannot take):
+  the message names the URL or spec; exit code 1.
+
+Anything else is a bug and keeps its traceback.  Inside a trainer (``esc-env train``) only
+backend errors and missing files are one line: a ``ValueError`` raised while training is
+more likely a bug than a mistake in the config, whose keys and values were checked before.
 """
 
 from __future__ import annotations
@@ -555,6 +563,10 @@ def _train(args: argparse.Namespace) -> int:
     except SystemExit as e:  # an argparse-based main() rejecting an option
         if e.code not in (0, None):
             raise UserError(f"the {args.algorithm} trainer rejected {args.config} (see the message above)") from None
+    except Exception as e:  # the trainer's own code: main() decides what stays one line
+        if not isinstance(e, UserError):
+            setattr(e, _IN_TRAINER, True)
+        raise
     return 0
 
 
@@ -717,18 +729,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # user errors: one line, exit code 2
+    except Exception as e:  # user and backend errors: one line; bugs keep their traceback
+        if _is_backend_error(e):
+            print(f"esc-env {args.command}: backend error: {_one_line(e)}", file=sys.stderr)
+            return 1
         if not _is_user_error(e):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        text = " ".join(str(msg).split())
-        print(f"esc-env {args.command}: error: {text}", file=sys.stderr)
+        print(f"esc-env {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException) -> str:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    return " ".join(str(msg).split())
+
+
+#: set on an exception that escaped a trainer's own code (see :func:`_train`)
+_IN_TRAINER = "_esc_env_raised_in_trainer"
+
+
+def _is_backend_error(e: BaseException) -> bool:
+    from agents.backends import BackendError
+
+    return isinstance(e, BackendError)
 
 
 def _is_user_error(e: BaseException) -> bool:
     from esc_env.evaluation.reference import WordNetUnavailable
 
+    if getattr(e, _IN_TRAINER, False):  # raised while a trainer ran: only missing files are the user's
+        return isinstance(e, (UserError, FileNotFoundError, NotADirectoryError))
     return isinstance(e, (UserError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError,
                           KeyError, WordNetUnavailable))
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from agents.backends.base import LLMBackend
 from agents.dialogue import Turn, format_dialogue
+from agents.emotion import EmotionTracker, EmotionUpdate, intensity_from_level
 from agents.personas import Persona
 from agents.strategies import StrategySet
 
@@ -43,6 +44,10 @@ class EpisodeState:
         seed: the episode seed; the seed of each LLM call is derived from it and the turn,
             so a restored state continues exactly as the original.
         success, gave_up, truncated: how the episode ended (all ``False`` while running).
+        hidden: the seeker model's hidden variables, never shown to the supporter: with
+            ``seeker_emotion``, ``"emotion"`` (the level after the opening and after every
+            supporter turn), ``"emotion_reasons"`` (the seeker's reason for each change) and
+            ``"emotion_unreadable"`` (turns whose output could not be read).
     """
 
     persona: Persona
@@ -54,6 +59,7 @@ class EpisodeState:
     success: bool = False
     gave_up: bool = False
     truncated: bool = False
+    hidden: dict = field(default_factory=dict)
 
     @property
     def turn(self) -> int:
@@ -72,7 +78,7 @@ class EpisodeState:
         return (self.seed * 1_000_003 + self.turn * 7919 + role_offset) % _SEED_SPACE
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "persona": self.persona.to_dict(),
             "turns": [t.to_dict() for t in self.turns],
             "intensities": [float(x) for x in self.intensities],
@@ -83,6 +89,9 @@ class EpisodeState:
             "gave_up": self.gave_up,
             "truncated": self.truncated,
         }
+        if self.hidden:
+            d["hidden"] = copy.deepcopy(self.hidden)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "EpisodeState":
@@ -97,6 +106,7 @@ class EpisodeState:
                 success=bool(d.get("success", False)),
                 gave_up=bool(d.get("gave_up", False)),
                 truncated=bool(d.get("truncated", False)),
+                hidden=copy.deepcopy(dict(d.get("hidden", {}))),
             )
         except KeyError as e:
             raise ValueError(f"episode state is missing the key {e.args[0]!r}") from None
@@ -145,18 +155,25 @@ class DialogueEngine:
         seeker: a :class:`agents.seeker.SeekerAgent`.
         supporter: a :class:`agents.supporter.SupporterAgent` (writes utterances in
             ``strategy`` mode).
-        affect_judge: any object with ``judge(dialogues) -> np.ndarray`` of intensities.
+        affect_judge: any object with ``judge(dialogues) -> np.ndarray`` of intensities
+            (``None`` with ``emotion``).
         strategies: the strategy set; action ``i`` is ``strategies[i]``.
         action_mode: ``"strategy"``, ``"text"`` or ``"strategy+text"``.
         max_turns: supporter turns before truncation.
         reward: the default reward's weights, and an optional user reward function.
         rubric_judge, outcome_judge: optional extra judges, run every step when given.
         success_threshold: if set, a judged intensity at or below it also counts as relief.
-        timings: report wall-clock seconds per role in ``info["usage"]``.  Seconds are never
-            the same twice; ``timings=False`` keeps ``info`` exactly reproducible.
+        emotion: an :class:`agents.emotion.EmotionTracker`: the seeker keeps its own emotion
+            level (0-100), which replaces the affect judge as the affective state
+            (``intensity = 5 - 4 * level / 100``); its thresholds, not the seeker's markers,
+            end the episode.  One more ``generate`` call per step (before the seeker's reply).
+        timings: also report wall-clock seconds per role in ``info["usage"]`` (default off:
+            seconds are never the same twice, and ``info`` must repeat exactly for the same seed
+            and action, as Gymnasium's ``check_env`` asserts).  Whatever this is, the seconds of
+            the last batched call of every role are in :attr:`last_seconds`.
     """
 
-    ROLE_SUPPORTER, ROLE_SEEKER = 1, 2
+    ROLE_SUPPORTER, ROLE_SEEKER, ROLE_EMOTION = 1, 2, 3
 
     def __init__(
         self,
@@ -171,9 +188,18 @@ class DialogueEngine:
         rubric_judge=None,
         outcome_judge=None,
         success_threshold: float | None = None,
-        timings: bool = True,
+        timings: bool = False,
+        emotion: EmotionTracker | None = None,
     ) -> None:
+        if emotion is None and affect_judge is None:
+            raise ValueError("DialogueEngine needs an affect_judge or an emotion tracker")
+        if emotion is not None and success_threshold is not None:
+            raise ValueError("success_threshold applies to the affect judge; with seeker_emotion set its "
+                             "success_at / failure_below instead")
+        self.emotion = emotion
         self.timings = timings
+        #: wall-clock seconds of the last batched call of each role (outside ``info``)
+        self.last_seconds: dict[str, float] = {}
         self.seeker = seeker
         self.supporter = supporter
         self.affect_judge = affect_judge
@@ -227,7 +253,8 @@ class DialogueEngine:
     def start(self, personas: Sequence[Persona], seeds: Sequence[int]) -> list[EpisodeState]:
         """Open N conversations: the seekers speak first, then the judge reads them."""
         states = self.open_unjudged(personas, seeds)
-        self._judge_openings(states, self.affect_judge.judge([st.turns for st in states]) if states else [])
+        if self.emotion is None and states:
+            self._judge_openings(states, self.affect_judge.judge([st.turns for st in states]))
         return states
 
     def open_unjudged(self, personas: Sequence[Persona], seeds: Sequence[int]) -> list[EpisodeState]:
@@ -235,10 +262,19 @@ class DialogueEngine:
         if not personas:
             return []
         openings = self.seeker.open(list(personas), seed=int(seeds[0]))
-        return [
+        states = [
             EpisodeState(persona=p, turns=[Turn("seeker", o.text)], intensities=[float(p.initial_intensity)], seed=int(s))
             for p, o, s in zip(personas, openings, seeds)
         ]
+        if self.emotion is not None:  # the seeker's own level is known from the start: nothing to judge
+            for st in states:
+                self._start_emotion(st, self.emotion.config.start_level(st.persona))
+        return states
+
+    @staticmethod
+    def _start_emotion(st: EpisodeState, level: float) -> None:
+        st.intensities[0] = intensity_from_level(level)
+        st.hidden = {"emotion": [float(level)], "emotion_reasons": [], "emotion_unreadable": 0}
 
     @staticmethod
     def _judge_openings(states: Sequence[EpisodeState], judged) -> None:
@@ -253,15 +289,23 @@ class DialogueEngine:
         for i, d in enumerate(dialogues):
             if not d or d[-1].speaker != "seeker":
                 raise ValueError(f"dialogue {i}: a prefix must be non-empty and end with a seeker turn")
-        judged = self.affect_judge.judge([list(d) for d in dialogues])
+        if self.emotion is not None:  # no judge: each prefix starts at the configured level
+            judged = [intensity_from_level(self.emotion.config.start_level(p)) for p in personas]
+        else:
+            judged = self.affect_judge.judge([list(d) for d in dialogues])
         out = []
         for p, d, s, x in zip(personas, dialogues, seeds, judged):
             sup = [t for t in d if t.speaker == "supporter"]
             idx = [self.strategies.index(t.strategy) if t.strategy and t.strategy in self.strategies.names else -1 for t in sup]
-            out.append(
-                EpisodeState(persona=p, turns=list(d), intensities=[float(x)] * (len(sup) + 1), seed=int(s),
-                             strategies=idx, rewards=[0.0] * len(sup))
-            )
+            st = EpisodeState(persona=p, turns=list(d), intensities=[float(x)] * (len(sup) + 1), seed=int(s),
+                              strategies=idx, rewards=[0.0] * len(sup))
+            if self.emotion is not None:
+                level = self.emotion.config.start_level(p)
+                self._start_emotion(st, level)
+                st.intensities = [intensity_from_level(level)] * (len(sup) + 1)
+                st.hidden["emotion"] = [float(level)] * (len(sup) + 1)
+                st.hidden["emotion_reasons"] = [""] * len(sup)
+            out.append(st)
         return out
 
     # ---- one supporter turn for N conversations -----------------------------------
@@ -282,11 +326,12 @@ class DialogueEngine:
                 raise EpisodeOverError("this episode is over; call reset() before step()")
         n = len(states)
         if n == 0:
-            if starting:
+            if starting and self.emotion is None:
                 self._judge_openings(starting, self.affect_judge.judge([st.turns for st in starting]))
             return []
         new = [copy.deepcopy(st) for st in states]
         usage: dict[str, dict] = {}
+        timers: dict[str, _RoleTimer] = {}
 
         # 1. the supporter speaks (the LLM writes only where the agent gave no text)
         need = [i for i, a in enumerate(parsed) if a.utterance is None]
@@ -294,6 +339,7 @@ class DialogueEngine:
         if need:
             names = [self.strategies[parsed[i].strategy].name for i in need]
             with _RoleTimer(self.supporter) as t:
+                timers["supporter"] = t
                 written = self.supporter.respond([new[i].turns for i in need], names, seed=new[need[0]].call_seed(self.ROLE_SUPPORTER))
             usage["supporter"] = _share(t.result, len(need))
             for i, text in zip(need, written):
@@ -303,29 +349,51 @@ class DialogueEngine:
             st.turns.append(Turn("supporter", u, label))
             st.strategies.append(a.strategy if a.strategy is not None else -1)
 
-        # 2. the seeker answers
+        # 2. the seeker's own emotion level moves (with seeker_emotion), then the seeker answers
+        updates: list[EmotionUpdate] | None = None
+        if self.emotion is not None:
+            with _RoleTimer(self.emotion) as t:
+                timers["emotion"] = t
+                updates = self.emotion.update([st.persona for st in new], [st.turns for st in new],
+                                              [st.hidden["emotion"][-1] for st in new], seed=new[0].call_seed(self.ROLE_EMOTION))
+            usage["emotion"] = _share(t.result, n)
+            for st, u in zip(new, updates):
+                st.hidden["emotion"].append(u.level)
+                st.hidden["emotion_reasons"].append(u.reason)
+                st.hidden["emotion_unreadable"] = st.hidden.get("emotion_unreadable", 0) + int(not u.parsed)
+        felt = [intensity_from_level(u.level) for u in updates] if updates is not None else None
         with _RoleTimer(self.seeker) as t:
-            replies = self.seeker.reply([st.persona for st in new], [st.turns for st in new], seed=new[0].call_seed(self.ROLE_SEEKER))
+            timers["seeker"] = t
+            replies = self.seeker.reply([st.persona for st in new], [st.turns for st in new], seed=new[0].call_seed(self.ROLE_SEEKER),
+                                        intensities=felt)
         usage["seeker"] = _share(t.result, n)
         for st, r in zip(new, replies):
             st.turns.append(Turn("seeker", r.text))
 
-        # 3. the judges read the dialogues
+        # 3. the judges read the dialogues (the affect judge only when there is no emotion level)
         dialogues = [st.turns for st in new]
-        with _RoleTimer(self.affect_judge) as t:
-            judged = np.asarray(self.affect_judge.judge(dialogues + [st.turns for st in starting]), dtype=np.float64)
-        intensity = judged[:n]
-        self._judge_openings(starting, judged[n:])
-        usage["judge"] = _share(t.result, n + len(starting))
+        if updates is not None:
+            intensity = np.asarray(felt, dtype=np.float64)
+        else:
+            with _RoleTimer(self.affect_judge) as t:
+                timers["judge"] = t
+                judged = np.asarray(self.affect_judge.judge(dialogues + [st.turns for st in starting]), dtype=np.float64)
+            intensity = judged[:n]
+            self._judge_openings(starting, judged[n:])
+            usage["judge"] = _share(t.result, n + len(starting))
         rubric = outcome = None
         if self.rubric_judge is not None:
             with _RoleTimer(self.rubric_judge) as t:
+                timers["rubric_judge"] = t
                 rubric = self.rubric_judge.judge([st.turns[:-1] for st in new], [st.turns[-2].strategy for st in new])
             usage["rubric_judge"] = _share(t.result, n)
         if self.outcome_judge is not None:
             with _RoleTimer(self.outcome_judge) as t:
+                timers["outcome_judge"] = t
                 outcome = self.outcome_judge.judge(dialogues)
             usage["outcome_judge"] = _share(t.result, n)
+
+        self.last_seconds = {role: float(t.result["seconds"]) for role, t in timers.items()}
 
         # 4. rewards and the end of episodes
         out = []
@@ -333,10 +401,16 @@ class DialogueEngine:
             before = st.intensity
             after = float(np.clip(intensity[i], 1.0, 5.0)) if np.isfinite(intensity[i]) else before
             st.intensities.append(after)
-            success = bool(r.relieved) or (self.success_threshold is not None and after <= self.success_threshold)
-            gave_up = bool(r.gave_up) and not success
-            st.success, st.gave_up = success, gave_up
             judges: dict[str, Any] = {"affect": after}
+            if updates is not None:  # the thresholds on the seeker's own level decide
+                cfg, level = self.emotion.config, st.hidden["emotion"][-1]
+                success = level >= cfg.success_at
+                gave_up = level < cfg.failure_below and not success
+                judges["emotion"] = updates[i].info()
+            else:
+                success = bool(r.relieved) or (self.success_threshold is not None and after <= self.success_threshold)
+                gave_up = bool(r.gave_up) and not success
+            st.success, st.gave_up = success, gave_up
             if rubric is not None:
                 judges["rubric"] = dict(rubric[i])
             if outcome is not None:
@@ -372,5 +446,8 @@ class DialogueEngine:
         return make_observation(format_dialogue(st.turns), st.turn, st.intensity, last)
 
     def reset_info(self, st: EpisodeState) -> dict:
+        judges: dict[str, Any] = {"affect": st.intensity}
+        if self.emotion is not None:
+            judges["emotion"] = EmotionUpdate(st.hidden["emotion"][-1], 0.0, "", "").info()
         return {"persona_id": st.persona.id, "intensity": {"before": st.intensity, "after": st.intensity}, "turn": 0,
-                "seeker_utterance": st.turns[0].text, "judges": {"affect": st.intensity}}
+                "seeker_utterance": st.turns[0].text, "judges": judges}

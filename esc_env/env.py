@@ -27,6 +27,8 @@ class ESCEnv(gym.Env):
     utterance), the seeker answers, and a judge estimates the seeker's emotional intensity on
     ESConv's 1-5 survey scale (by default a small model trained on ESConv seekers' own ratings,
     or a prompted LLM judge: see `affect_judge`).  The reward comes from how that intensity moves.
+    With `seeker_emotion` (e.g. `"sage"`) the seeker instead keeps its own emotion level, 0-100,
+    and that level is the affective state (RLVER / SAGE style; see `agents.emotion`).
 
     Every LLM call goes through one shared backend (``"embedded"``: SmolLM2-135M-Instruct,
     shipped with the package), or one per role.  ``gymnasium.make_vec`` gives the batched
@@ -56,8 +58,12 @@ class ESCEnv(gym.Env):
     | `intensity`     | `Box(1, 5, (1,))`      | the judge's latest intensity estimate               |
     | `last_strategy` | `Discrete(n+1)`        | last strategy index (`n`: none yet)                 |
 
-    The persona is hidden.  `esc_env.wrappers.EncodedObservation` turns this into a vector
-    for Stable-Baselines3.
+    The persona is hidden.  Stable-Baselines3 needs numpy observations, so its `check_env`
+    rejects the `dialogue` text; `esc_env.wrappers.EncodedObservation` turns the observation
+    into a vector, and `EncodedObservation(gym.make("esc_env/ESC-v0"), ...)` passes SB3's
+    checker.  `ESCText-v0` is not an SB3 env at all: its action is a string, and SB3's
+    algorithms act only in Box/Discrete/MultiDiscrete/MultiBinary spaces.  Gymnasium's own
+    `check_env` passes on every registered id built with no options.
 
     ## Rewards
 
@@ -65,6 +71,8 @@ class ESCEnv(gym.Env):
 
         r_t = (I_{t-1} - I_t) / 4 + 1.0 * [relieved] - 1.0 * [gave up]
 
+    With `seeker_emotion`, `I_t = 5 - 4 * L_t / 100` for the seeker's level `L_t`, so the
+    first term is `(L_t - L_{t-1}) / 100`.
     Weights are set with `reward=RewardConfig(...)` (or a dict); optional terms add rubric
     scores (AFlow's weights) or PPDPP's outcome.  `reward=callable(info) -> float`
     replaces the formula.  Every term is in `info["reward_terms"]`.
@@ -80,6 +88,9 @@ class ESCEnv(gym.Env):
 
     - Termination: the seeker signals relief (success), or gives up (failure); also
       success when `success_threshold` is set and the judged intensity falls to it.
+    - With `seeker_emotion`: success when the level reaches `success_at`, failure when it
+      falls below `failure_below` (`sage`: 100 and 10); the seeker's markers and
+      `success_threshold` do not apply.
     - Truncation: `max_turns` supporter turns (default 10).
     Stepping after the end raises `EpisodeOverError`.
 
@@ -87,8 +98,13 @@ class ESCEnv(gym.Env):
 
     `strategy`, `supporter_utterance`, `seeker_utterance`, `intensity` (`before`/`after`),
     `success`, `gave_up`, `turn`, `persona_id`, `judges` (all judge outputs: `affect`, and
-    `rubric`/`outcome` when enabled), `reward_terms`, `usage` (per role: seconds and tokens
-    of this conversation's share of the batched call).
+    `rubric`/`outcome` when enabled; with `seeker_emotion`, `emotion`: `level`, `change`,
+    `parsed`, `clipped`, `error`, where `parsed=False` says the seeker's output could not be
+    read and the level was kept), `reward_terms`, `usage` (per role: the tokens of this
+    conversation's share of the batched call; wall-clock `seconds` too with `timings=True`).
+    `info` is reproducible: the same seed and actions give the same `info`.  The seeker's
+    reasons for its emotion changes are never in `info` or the observation (they are in
+    `get_state()["episode"]["hidden"]`).
 
     ## Arguments
 
@@ -99,27 +115,33 @@ class ESCEnv(gym.Env):
       `PersonaBank` or a list of `Persona`.
     - `strategies`: `"esconv"`, `"aflow"` or a `StrategySet`.
     - `action_mode`: `"strategy"`, `"text"` or `"strategy+text"`.
-    - `max_turns`: supporter turns per episode (default 10).
+    - `max_turns`: supporter turns per episode (default: the `seeker_emotion` preset's, else 10).
     - `reward`: `RewardConfig`, dict of its fields, or `callable(info) -> float`.
     - `judges`: judges run every step, from `("affect", "rubric", "outcome")`.
     - `affect_judge`: `"auto"` (default: the calibrated judge when the `encoder` extra is
       installed, else the prompted one), `"prompted"` (`AffectJudge` on the judge backend),
       `"calibrated"` / `"calibrated:NAME_OR_PATH"` (`CalibratedAffectJudge`, trained on ESConv's
       survey ratings), or any object with `judge(dialogues) -> array`. The env's
-      `affect_judge` attribute is the judge in use.
+      `affect_judge` attribute is the judge in use (`None` with `seeker_emotion`).
     - `affect_design`: design of the prompted judge (implies `"prompted"` under `"auto"`).
     - `seeker_params`, `supporter_params`: `GenerationParams` (or dicts) for the agents;
       `{"temperature": 0}` makes every episode deterministic.
     - `success_threshold`: judged intensity that also counts as relief (default off).
-    - `timings`: put wall-clock seconds per role into `info["usage"]` (default `True`);
-      `False` makes `info` exactly reproducible (seconds never repeat).
+    - `timings`: also put wall-clock seconds per role into `info["usage"]` (default `False`,
+      which keeps `info` reproducible; the last step's seconds per role are always in
+      `env.unwrapped.engine.last_seconds`).
+    - `seeker_emotion`: the seeker keeps its own 0-100 emotion level, which replaces the affect
+      judge: `"sage"` (start 40, change within +-10 per turn, success at 100, failure below 10,
+      10 turns), `True` (start from the persona's intensity), a dict of
+      `agents.emotion.EmotionConfig` fields (with an optional `"preset"`), or an `EmotionConfig`.
+      One more generate call per step.
     - `render_mode`: `"ansi"` (string) or `"human"` (printed).
 
     ## Examples
 
     ```python
     >>> import gymnasium as gym, esc_env
-    >>> env = gym.make("esc_env/ESC-v0", max_turns=3)
+    >>> env = gym.make("esc_env/ESC-v0", max_turns=3, render_mode="ansi")
     >>> obs, info = env.reset(seed=0)
     >>> obs, reward, terminated, truncated, info = env.step(0)   # ask a question
     >>> print(env.render())
@@ -135,7 +157,7 @@ class ESCEnv(gym.Env):
         personas: Any = "builtin",
         strategies: Any = "esconv",
         action_mode: str = "strategy",
-        max_turns: int = 10,
+        max_turns: int | None = None,
         render_mode: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
@@ -148,11 +170,11 @@ class ESCEnv(gym.Env):
         self.strategies = self.engine.strategies
         self.affect_judge = self.engine.affect_judge
         self.action_mode = action_mode
-        self.max_turns = max_turns
+        self.max_turns = self.engine.max_turns
         self.render_mode = render_mode
 
         self.action_space = action_space(action_mode, len(self.strategies))
-        self.observation_space = observation_space(len(self.strategies), max_turns)
+        self.observation_space = observation_space(len(self.strategies), self.engine.max_turns)
         self.state: EpisodeState | None = None
 
     # ---- Gymnasium API --------------------------------------------------------------
@@ -241,6 +263,8 @@ def render_transcript(state: EpisodeState | None) -> str:
     lines = [f"persona: {state.persona.id} ({state.persona.problem_type}, {state.persona.emotion_type})"]
     lines.append(format_dialogue(state.turns, with_strategies=True))
     trace = " -> ".join(f"{x:.2f}" for x in state.intensities)
+    if state.hidden.get("emotion"):
+        lines.append("seeker's emotion level: " + " -> ".join(f"{x:g}" for x in state.hidden["emotion"]))
     ending = "relieved" if state.success else "gave up" if state.gave_up else "turn limit" if state.truncated else "running"
     lines.append(f"intensity: {trace}   [{ending}, return {sum(state.rewards):+.3f}]")
     return "\n".join(lines)

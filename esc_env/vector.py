@@ -44,7 +44,7 @@ class ESCVectorEnv(VectorEnv):
         personas: Any = "builtin",
         strategies: Any = "esconv",
         action_mode: str = "strategy",
-        max_turns: int = 10,
+        max_turns: int | None = None,
         render_mode: str | None = None,
         record_path: str | None = None,
         **engine_kwargs: Any,
@@ -61,7 +61,7 @@ class ESCVectorEnv(VectorEnv):
 
         self.single_action_space = action_space(action_mode, len(self.strategies))
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.single_observation_space = observation_space(len(self.strategies), max_turns)
+        self.single_observation_space = observation_space(len(self.strategies), self.engine.max_turns)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
 
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]

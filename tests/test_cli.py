@@ -242,3 +242,54 @@ def test_evaluate_ref_llm_tiny(capsys, tmp_path):
     assert m["perplexity"]["perplexity"] > 1.0 and m["perplexity"]["tokens"] > 0
     preds = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert all(p["prediction"] for p in preds)
+
+
+# ----------------------------------------------------------------------------- backend errors and bugs
+def test_unreachable_server_is_one_line_naming_the_url(capsys, tmp_path):
+    from llama_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    # the first request is the supporter's, at the first step; the backend's own retries take about 12 s
+    code, _, err = run(capsys, "evaluate", "--backend", f"openai:{url}#m", "--policy", "random", "--episodes", "1",
+                       "--max-turns", "1", "--out", str(tmp_path), "--no-progress")
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("esc-env evaluate: backend error: ") and url in lines[0]
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch, tmp_path):
+    """A trainer module (``train_from_config``) that fails the way its config says."""
+    (tmp_path / "fake_trainer_mod.py").write_text(
+        "from agents.backends import BackendError\n"
+        "CONFIG_KEYS = ['fail']\n"
+        "def train_from_config(config):\n"
+        "    kind = config['fail']\n"
+        "    if kind == 'backend':\n"
+        "        raise BackendError('vllm:/no/such/model: the model cannot be loaded')\n"
+        "    if kind == 'bug':\n"
+        "        raise ValueError('shapes (3,) and (4,) do not match')\n"
+        "    if kind == 'missing':\n"
+        "        open('/no/such/data.jsonl')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(__import__("esc_env.cli", fromlist=["TRAINERS"]).TRAINERS, "ppo", "fake_trainer_mod")
+    return tmp_path
+
+
+def test_a_backend_error_in_a_trainer_is_one_line(capsys, fake_trainer):
+    (fake_trainer / "c.yaml").write_text("fail: backend\n")
+    code, _, err = run(capsys, "train", "ppo", "--config", str(fake_trainer / "c.yaml"))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "backend error: vllm:/no/such/model: the model cannot be loaded" in err
+    (fake_trainer / "c.yaml").write_text("fail: missing\n")
+    code, _, err = run(capsys, "train", "ppo", "--config", str(fake_trainer / "c.yaml"))
+    assert_one_line_error(code, err, "/no/such/data.jsonl")
+
+
+def test_a_bug_in_a_trainer_keeps_its_traceback(capsys, fake_trainer):
+    (fake_trainer / "c.yaml").write_text("fail: bug\n")
+    with pytest.raises(ValueError, match="do not match"):  # not turned into a one-line user error
+        main(["train", "ppo", "--config", str(fake_trainer / "c.yaml")])
+    assert capsys.readouterr().err == ""

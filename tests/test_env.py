@@ -97,12 +97,39 @@ def test_strategy_plus_text_mode(backend):
         env.step("just text")
 
 
+def gym_check(env) -> None:
+    """Gymnasium's own checker on the raw env, every warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
+
+
 def test_registered_ids_pass_check_env(backend):
-    for env_id in ("esc_env/ESC-v0", "esc_env/ESCText-v0"):
-        env = gym.make(env_id, backend=backend, max_turns=2, seeker_params=GREEDY, supporter_params=GREEDY, timings=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            gym.utils.env_checker.check_env(env.unwrapped, skip_render_check=True)
+    for env_id in ("esc_env/ESC-v0", "esc_env/ESCText-v0"):  # no timings option: the default info repeats exactly
+        gym_check(gym.make(env_id, backend=backend, max_turns=2, seeker_params=GREEDY, supporter_params=GREEDY))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", sorted(i for i in gym.registry if i.startswith("esc_env/")))
+def test_every_registered_id_passes_check_env_with_no_options(env_id):
+    """Built exactly as a newcomer would: no options at all (the embedded model, sampling, 10 turns);
+    the render checks included."""
+    env = gym.make(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+
+
+def test_seconds_only_on_request(backend):
+    env = make(backend)
+    env.reset(seed=0)
+    info = env.step(0)[4]
+    assert all("seconds" not in u and "completion_tokens" in u for u in info["usage"].values())
+    assert set(env.unwrapped.engine.last_seconds) >= {"supporter", "seeker", "judge"}
+    assert all(s > 0 for s in env.unwrapped.engine.last_seconds.values())
+    env = make(backend, timings=True)
+    env.reset(seed=0)
+    assert env.step(0)[4]["usage"]["seeker"]["seconds"] > 0
 
 
 def test_greedy_reproducible_and_snapshot_restores_exactly(backend):

@@ -158,3 +158,35 @@ def test_train_example_runs_and_logs(tmp_path, capsys):
     flags = {f for a in options for f in a.option_strings}
     assert {"--learning-rate", "--gamma", "--gae-lambda", "--clip-range", "--ent-coef", "--vf-coef", "--max-grad-norm",
             "--n-steps", "--batch-size", "--n-epochs", "--total-timesteps", "--env-id", "--eval-episodes"} <= flags
+
+
+# ---- what SB3's checker accepts of the LLM envs ------------------------------------------------
+
+
+def test_sb3_checker_cannot_take_text_observations(backend):
+    """SB3 requires every observation to be a numpy array; the dialogue is a str.  Precisely: its
+    check_env fails at the ``dialogue`` key of the first observation.  EncodedObservation is the
+    documented way in (next test)."""
+    from stable_baselines3.common.env_checker import check_env
+
+    env = gym.make("esc_env/ESC-v0", backend=backend, max_turns=2)
+    with pytest.raises(AssertionError, match="key=dialogue: The observation returned by `reset\\(\\)` method must be a numpy array"):
+        check_env(env.unwrapped)
+
+
+@pytest.mark.slow
+def test_sb3_check_env_passes_on_the_encoded_default_llm_env():
+    """ESC-v0 built with no options (embedded model, 10 turns), through the documented wrapper."""
+    sb3_check(EncodedObservation(gym.make("esc_env/ESC-v0"), HashingEncoder(64)))
+
+
+def test_sb3_algorithms_cannot_act_in_the_text_env(backend):
+    """ESCText-v0's action is the utterance (a str); SB3's algorithms act only in Box, Discrete,
+    MultiDiscrete and MultiBinary spaces, so no wrapper of the observation makes it an SB3 env (its
+    check_env fails in the NaN check, on np.isnan of a str action).  Use ESC-v0, or a text learner
+    (policies/rlff)."""
+    from stable_baselines3 import PPO
+
+    env = EncodedObservation(gym.make("esc_env/ESCText-v0", backend=backend, max_turns=2), HashingEncoder(16))
+    with pytest.raises(AssertionError, match="action space"):
+        PPO("MlpPolicy", env, device="cpu")

@@ -21,6 +21,8 @@ Keyword arguments of ``make_backend`` (e.g. a config's backend options) go to th
 constructor; for ``vllm:`` they override the same engine options given in the spec.
 
 LangChain chat models are wrapped in code: ``LangChainBackend(chat_model)``.
+``ScriptedBackend(replies=..., scores=...)`` answers from a script given in advance (tests,
+and the smallest example of a backend).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "OpenAICompatibleBackend",
     "VLLMBackend",
     "LangChainBackend",
+    "ScriptedBackend",
     "load_embedded_backend",
 ]
 
@@ -98,6 +101,10 @@ def __getattr__(name):  # lazy imports keep `import agents` light
         from .vllm_backend import VLLMBackend
 
         return VLLMBackend
+    if name == "ScriptedBackend":
+        from .scripted import ScriptedBackend
+
+        return ScriptedBackend
     if name == "LangChainBackend":
         from .langchain_backend import LangChainBackend
 
