@@ -644,6 +644,10 @@ def test_identical_strategies_get_equal_q():
         assert k.q == pytest.approx(1.5 * 6, abs=1e-9)  # ... and valued equally
     for node in tree.nodes:
         assert node.value == pytest.approx(1.5 * (6 - node.depth), abs=1e-9)
+    # discounted: V(s) = 1.5 * sum_{k < 6 - depth} 0.5^k, through the tree path and the rollout alike
+    disc = search_one_tree(env, cfg.replace(discount=0.5), None, 0)
+    for node in disc.nodes:
+        assert node.value == pytest.approx(1.5 * (1 - 0.5 ** (6 - node.depth)) / 0.5, abs=1e-9)
     # the paper's one-step rollout brings the depth bias back (why the default rolls out to the end)
     short = search_one_tree(env, cfg.replace(rollout_steps=1), None, 0)
     qs = [short.nodes[c].q for c in short.root.children.values()]
