@@ -60,8 +60,9 @@ searches only the others; the result equals the uninterrupted run for the same r
 **Ablation** ``mode="random"``: no tree policy.  Each simulation walks a *complete*
 uniformly random path from the root (to ``max_depth`` or the end of the episode),
 expanding every missing node on the way, then rolls out and backs up as above.
-``random_paths`` (default: a number of paths using about the transitions that
-``n_simulations`` MCTS simulations use) sets how many.
+``random_paths`` sets how many (default: :meth:`MCTSConfig.n_random_paths`, about the
+transitions that ``n_simulations`` MCTS simulations use: with rollouts to the end, one
+path per simulation).
 """
 
 from __future__ import annotations
