@@ -208,6 +208,11 @@ def test_mcts_config_validates_and_round_trips():
         MCTSConfig.from_dict({"sims": 3})
     # random mode matches the MCTS transition budget by default
     assert MCTSConfig(n_simulations=10, max_depth=4, rollout_steps=1).n_random_paths() == 4
+    assert MCTSConfig(n_simulations=10, max_depth=4).n_random_paths() == 10  # rollouts to the end: one path per simulation
+    with pytest.raises(ValueError, match="rollout_steps"):
+        MCTSConfig(rollout_steps=-1)
+    with pytest.raises(ValueError, match="rubric_normalization"):
+        MCTSConfig(rubric_normalization=0.0)
 
 
 # --------------------------------------------------------------------------------------
