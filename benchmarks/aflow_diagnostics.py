@@ -26,7 +26,7 @@ import numpy as np
 def summary(args: argparse.Namespace) -> None:
     from scipy import stats
 
-    rows: dict[str, list[float]] = {}
+    rows: dict[str, dict[int, float]] = {}  # row -> training seed -> mean return (a seed's variants may be split over run dirs)
     opt = None
     for d in args.run_dirs:
         path = Path(d) / "results.json"
@@ -34,22 +34,25 @@ def summary(args: argparse.Namespace) -> None:
             print(f"(no {path}: skipped)")
             continue
         r = json.loads(path.read_text())
+        seed = int(r["args"]["seed"])
         opt = r.get("optimal", {}).get("exact_expected_return", opt)
-        rows.setdefault("random", []).append(r["random"]["mean_return"])
+        rows.setdefault("random", {})[seed] = r["random"]["mean_return"]
         if "optimal" in r:
-            rows.setdefault("dp-optimal (hidden state)", []).append(r["optimal"]["mean_return"])
+            rows.setdefault("dp-optimal (hidden state)", {})[seed] = r["optimal"]["mean_return"]
         for v, x in r["variants"].items():
-            rows.setdefault(v, []).append(x["eval"]["mean_return"])
+            if seed in rows.get(v, {}):
+                raise SystemExit(f"variant {v} of seed {seed} appears in two run dirs")
+            rows.setdefault(v, {})[seed] = x["eval"]["mean_return"]
             if x.get("eval_policy_head_only"):
-                rows.setdefault(v + " (pi only)", []).append(x["eval_policy_head_only"]["mean_return"])
+                rows.setdefault(v + " (pi only)", {})[seed] = x["eval_policy_head_only"]["mean_return"]
     print(f"exact optimum {opt:+.3f}" if opt is not None else "no optimum")
     print("| variant | seeds | mean return | 95% CI (t, over seeds) | minus optimum | per seed |")
     print("|---|---|---|---|---|---|")
-    for k, xs in rows.items():
-        a = np.array(xs)
+    for k, by_seed in rows.items():
+        a = np.array([by_seed[s] for s in sorted(by_seed)])
         half = stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else float("nan")
         gap = f"{a.mean() - opt:+.3f}" if opt is not None else ""
-        print(f"| {k} | {len(a)} | {a.mean():+.3f} | +- {half:.3f} | {gap} | {' '.join(f'{x:+.3f}' for x in a)} |")
+        print(f"| {k} | {len(a)} | {a.mean():+.3f} | +- {half:.3f} | {gap} | {' '.join(f'{s}:{by_seed[s]:+.3f}' for s in sorted(by_seed))} |")
 
 
 def flows(args: argparse.Namespace) -> None:
