@@ -53,6 +53,16 @@ def summary(args: argparse.Namespace) -> None:
         half = stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else float("nan")
         gap = f"{a.mean() - opt:+.3f}" if opt is not None else ""
         print(f"| {k} | {len(a)} | {a.mean():+.3f} | +- {half:.3f} | {gap} | {' '.join(f'{s}:{by_seed[s]:+.3f}' for s in sorted(by_seed))} |")
+    print()
+    print("| paired difference (same training seed) | seeds | mean | 95% CI (t) |")
+    print("|---|---|---|---|")
+    for x, y in (("none", "no-flow-balance"), ("none", "no-mcts"), ("no-flow-balance", "no-mcts"), ("none", "outcome-only")):
+        common = sorted(set(rows.get(x, {})) & set(rows.get(y, {})))
+        if len(common) < 2:
+            continue
+        d = np.array([rows[x][s] - rows[y][s] for s in common])
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        print(f"| {x} - {y} | {len(d)} | {d.mean():+.3f} | +- {half:.3f} |")
 
 
 def flows(args: argparse.Namespace) -> None:
