@@ -79,24 +79,27 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--esc-max-turns", type=int, default=3, help="ESC-v0: supporter turns per episode")
     p.add_argument("--esc-max-new-tokens", type=int, default=24, help="ESC-v0: tokens per utterance (greedy)")
     p.add_argument("--esc-prior", default="llm", help="ESC-v0: uniform | llm")
+    p.add_argument("--rollout-steps", default="end",
+                   help="rollout transitions after each new leaf: 'end' (until the episode ends, the default search) or an int")
     p.add_argument("--torch-threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]
+    rollout = None if str(args.rollout_steps).lower() in ("end", "none") else int(args.rollout_steps)
     results: dict[str, dict] = {}
 
     if "stage" in envs:
         env = gym.make("esc_env/ESCStage-v0", strategies=args.strategies)
         cfg = MCTSConfig(n_simulations=args.stage_simulations, max_depth=args.stage_max_depth, seed=args.seed,
-                         trees_per_batch=args.stage_trees)
+                         trees_per_batch=args.stage_trees, rollout_steps=rollout)
         results["ESCStage-v0"] = {"settings": cfg.to_dict(), **measure(env, cfg, [(None, 1_000_000 + i) for i in range(args.stage_trees)], "uniform")}
     if "esc" in envs:
         greedy = {"temperature": 0.0, "max_new_tokens": args.esc_max_new_tokens}
         env = gym.make("esc_env/ESC-v0", backend=args.backend, strategies=args.strategies, max_turns=args.esc_max_turns,
                        seeker_params=greedy, supporter_params=greedy)
         cfg = MCTSConfig(n_simulations=args.esc_simulations, max_depth=args.esc_max_depth, seed=args.seed,
-                         trees_per_batch=args.esc_trees)
+                         trees_per_batch=args.esc_trees, rollout_steps=rollout)
         env.reset(seed=0)  # load the model before timing
         results["ESC-v0"] = {"settings": cfg.to_dict(), "backend": args.backend,
                              **measure(env, cfg, [(None, 1_000_000 + i) for i in range(args.esc_trees)], args.esc_prior)}

@@ -51,6 +51,19 @@ from policies.aflow.trajectories import read_records, summary
 VARIANTS = ("none", "no-flow-balance", "no-mcts", "outcome-only")
 
 
+def _rollout_steps(text: "str | int | None") -> int | None:
+    """``--rollout-steps``: ``end`` / ``none`` (until the episode ends) or an int >= 0."""
+    if text is None or str(text).strip().lower() in ("end", "none", "null"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rollout-steps must be 'end' or an int >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--rollout-steps must be 'end' or an int >= 0, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
@@ -76,7 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--personas", default="random", help="'random' (the env draws one per seed) or comma-separated persona ids (cycled)")
     p.add_argument("--simulations", type=int, default=10, help="MCTS simulations per tree (paper: 10)")
     p.add_argument("--max-depth", type=int, default=10, help="deepest expanded node, in supporter turns (paper: 10)")
-    p.add_argument("--rollout-steps", type=int, default=1, help="rollout transitions after each new leaf (paper: 1)")
+    p.add_argument("--rollout-steps", type=_rollout_steps, default=None,
+                   help="rollout transitions after each new leaf: 'end' (until the episode ends; Q is then a whole-episode "
+                        "return) or an int cap (paper: 1, which makes Q depth-biased)")
+    p.add_argument("--rubric-normalization", type=float, default=2.5,
+                   help="reward=rubric: the weighted rubric score is divided by this (authors: 2.5)")
     p.add_argument("--kappa", type=float, default=0.1, help="uniform exploration: rho = kappa / (1 + log(N(s) + 1)) (paper: 0.1)")
     p.add_argument("--lam", type=float, default=1.0, help="prior bonus weight lambda (paper: 1)")
     p.add_argument("--c", type=float, default=1.0, help="c in the bonus denominator c + N(s, a)")
@@ -97,9 +114,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone-lr", type=float, default=2e-5, help="learning rate of LoRA adapters (paper: 2e-5)")
     p.add_argument("--beta", type=float, default=0.1, help="KL weight to the frozen reference policy (paper: 0.1)")
     p.add_argument("--gamma", type=float, default=1.0, help="margin between preferred and low-prior strategy (paper: 1.0)")
-    p.add_argument("--flow-temperature", type=float, default=0.5, help="tau: log F(s) = C(s)/tau + h(s), anchored at V(s)/tau")
+    p.add_argument("--flow-temperature", type=float, default=0.5,
+                   help="tau: log F(s_t) = C(s_t)/tau + gamma^t h(s_t), h anchored at V(s_L)/tau on the leaves")
     p.add_argument("--subtb-lambda", type=float, default=0.9, help="subpath weight lambda^(n-m)")
-    p.add_argument("--anchor-weight", type=float, default=1.0, help="weight of the flow anchors to V and Q")
+    p.add_argument("--anchor-weight", type=float, default=1.0, help="weight of the leaf anchor h(s_L) -> V(s_L)/tau")
+    p.add_argument("--edge-weight", type=float, default=1.0, help="weight of the soft-Q read-out g(s,a) -> r/tau + gamma h(s')")
     p.add_argument("--flow-weight", type=float, default=1.0, help="weight of the flow-balance term")
     p.add_argument("--checkpoint-every", type=int, default=200, help="updates between checkpoints")
     # policy and evaluation
@@ -150,6 +169,7 @@ def make_env(args: argparse.Namespace, for_search: bool = True):
 def search_config(args: argparse.Namespace, variant: str) -> MCTSConfig:
     return MCTSConfig(
         n_simulations=args.simulations, max_depth=args.max_depth, rollout_steps=args.rollout_steps, kappa=args.kappa,
+        rubric_normalization=args.rubric_normalization,
         lam=args.lam, c=args.c, temperature=args.temperature, prior=args.prior,
         reward="outcome" if variant == "outcome-only" else args.reward,
         mode="random" if variant == "no-mcts" else "mcts", trees_per_batch=args.trees_per_batch, seed=args.seed,
@@ -214,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         mcfg = ModelConfig(n_strategies=n, backbone=args.backbone, hashing_dim=args.hashing_dim, hidden=args.hidden,
                            context_lines=args.context_lines, max_turns=args.max_turns, lora=bool(args.lora), seed=args.seed)
         acfg = AFPOConfig(flow_weight=0.0 if variant == "no-flow-balance" else args.flow_weight, subtb_lambda=args.subtb_lambda,
-                          anchor_weight=args.anchor_weight, flow_temperature=args.flow_temperature, gamma=args.gamma,
+                          anchor_weight=args.anchor_weight, edge_weight=args.edge_weight, flow_temperature=args.flow_temperature, gamma=args.gamma,
                           beta=args.beta, lr=args.lr, backbone_lr=args.backbone_lr, batch_paths=args.batch_paths,
                           epochs=args.epochs, checkpoint_every=args.checkpoint_every, seed=args.seed)
         model = AFlowModel(mcfg)

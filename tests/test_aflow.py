@@ -30,7 +30,7 @@ from policies.aflow import (
     selection_distribution,
     selection_scores,
 )
-from policies.aflow.afpo import PathData, subpath_weights
+from policies.aflow.afpo import PathData, afpo_losses, subpath_weights
 from policies.aflow.mcts import MCTSConfig, normalise_prior, outcome_step_reward
 from policies.aflow.trajectories import negative_action, preferred_action, read_records, write_records
 
@@ -208,6 +208,11 @@ def test_mcts_config_validates_and_round_trips():
         MCTSConfig.from_dict({"sims": 3})
     # random mode matches the MCTS transition budget by default
     assert MCTSConfig(n_simulations=10, max_depth=4, rollout_steps=1).n_random_paths() == 4
+    assert MCTSConfig(n_simulations=10, max_depth=4).n_random_paths() == 10  # rollouts to the end: one path per simulation
+    with pytest.raises(ValueError, match="rollout_steps"):
+        MCTSConfig(rollout_steps=-1)
+    with pytest.raises(ValueError, match="rubric_normalization"):
+        MCTSConfig(rubric_normalization=0.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -335,8 +340,8 @@ def test_no_flow_balance_ablation_leaves_the_term_out():
     trainer = AFPOTrainer(model, _records(2), cfg, progress=False)
     t = trainer.losses(trainer.data)
     assert float(t["flow_balance"].detach()) > 0
-    expect = cfg.anchor_weight * t["anchor"] + cfg.margin_weight * t["margin"] + cfg.beta * t["kl"]
-    assert float(t["total"]) == pytest.approx(float(expect), rel=1e-6)
+    expect = cfg.anchor_weight * t["anchor"] + cfg.edge_weight * t["edge"] + cfg.margin_weight * t["margin"] + cfg.beta * t["kl"]
+    assert float(t["total"].detach()) == pytest.approx(float(expect.detach()), rel=1e-6)
 
 
 def test_training_resumes_to_the_same_weights(tmp_path):
@@ -399,7 +404,7 @@ def test_policy_combines_log_pi_with_the_flow_look_ahead():
         out = model(obs)
     for alpha in (0.0, 2.0):
         s = AFlowPolicy(model, alpha=alpha).scores(obs)
-        expect = out.log_pi + alpha * (out.edge_flow - out.log_flow[:, None])
+        expect = out.log_pi + alpha * (out.soft_q - out.soft_value[:, None])
         assert np.allclose(s, expect.numpy(), atol=1e-6)
 
 
@@ -452,3 +457,239 @@ def test_causal_lm_backbone_features_and_lora_gradients():
         with enc.adapters_off():
             base = enc.encode(texts)
     assert not torch.allclose(moved, want, atol=1e-3) and torch.allclose(base, want, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------
+# afpo_losses on a tiny tree, by hand (tau != 1, discount != 1)
+# --------------------------------------------------------------------------------------
+
+TAU, GAMMA_D, LAM = 0.5, 0.8, 0.9
+
+
+def _tiny_tree() -> Tree:
+    """root -1-> A -3-> B (done) and root -2-> C (a leaf the search valued at V = 0.7)."""
+    tree = Tree(key="tiny", persona_id="p", seed=0, strategies=[f"s{i}" for i in range(N_STRAT)], config={"discount": GAMMA_D})
+    st = {"turns": [{"speaker": "seeker", "text": "hi"}]}
+    tree.add(Node(0, None, None, 0, st, _obs(0, N_STRAT, "Seeker: hi"), prior=[0.4, 0.3, 0.2, 0.1], visits=3, value=0.2))
+    tree.add(Node(1, 0, 1, 1, st, _obs(1, 1, "Seeker: a"), reward=0.6, prior=[0.25] * 4, visits=2, q=0.5, value=-0.1))
+    tree.add(Node(2, 1, 3, 2, st, _obs(2, 3, "Seeker: b"), reward=-0.4, terminated=True, visits=1, q=-0.4, value=0.0))
+    tree.add(Node(3, 0, 2, 1, st, _obs(1, 2, "Seeker: c"), reward=-0.2, prior=[0.25] * 4, visits=1, q=0.1, value=0.7))
+    tree.complete = True
+    return tree
+
+
+# model outputs per node: log pi (4 strategies), h, g (4), log pi_ref
+_LOGITS = {0: [0.3, 1.2, -0.5, 0.1], 1: [-0.7, 0.4, 0.9, 0.2], 2: [0.0, -0.3, 0.5, 1.1], 3: [1.0, 0.2, -0.2, -1.3]}
+_H = {0: 1.3, 1: -0.6, 2: 0.25, 3: 0.9}
+_G = {0: [0.2, 0.8, -0.4, 0.0], 1: [0.1, -0.2, 0.3, 1.4], 2: [0.0] * 4, 3: [0.5, 0.5, 0.5, 0.5]}
+_REF = {k: [0.0, 0.5, -0.5, 0.2] for k in range(4)}
+
+
+def _log_softmax(xs: list[float]) -> list[float]:
+    m = max(xs)
+    z = math.log(sum(math.exp(x - m) for x in xs)) + m
+    return [x - z for x in xs]
+
+
+def test_afpo_losses_hand_computed():
+    """Every AFPO term of a 2-path tree against the formulas written out by hand."""
+    cfg = AFPOConfig(flow_temperature=TAU, subtb_lambda=LAM, anchor_weight=0.7, edge_weight=0.3, margin_weight=1.5,
+                     beta=0.2, gamma=1.0)
+    records = extract_records([_tiny_tree()])
+    data = PathData.from_records(records, N_STRAT, min_tried=2)
+    paths = [[r["node"] for r in p] for p in group_paths(records)]
+    assert paths == [[0, 1, 2], [0, 3]]
+    P, T = 2, 3
+
+    def table(values, shape):
+        out = torch.zeros(shape)
+        for p, nodes in enumerate(paths):
+            for t, node in enumerate(nodes):
+                out[p, t] = torch.tensor(values(node))
+        return out
+
+    log_pi = table(lambda k: _log_softmax(_LOGITS[k]), (P, T, N_STRAT))
+    ref = table(lambda k: _log_softmax(_REF[k]), (P, T, N_STRAT))
+    h = table(lambda k: _H[k], (P, T))
+    g = table(lambda k: _G[k], (P, T, N_STRAT))
+    got = {k: float(v) for k, v in afpo_losses(log_pi, h, g, ref, data, cfg).items()}
+
+    # by hand.  C: path 1 = 0, 0.6, 0.6 + 0.8 * (-0.4); path 2 = 0, -0.2
+    lp = {k: _log_softmax(_LOGITS[k]) for k in _LOGITS}
+    C = {0: 0.0, 1: 0.6, 2: 0.6 + GAMMA_D * -0.4, 3: -0.2}
+    depth = {0: 0, 1: 1, 2: 2, 3: 1}
+    logF = {k: C[k] / TAU + GAMMA_D ** depth[k] * _H[k] for k in C}
+    # path 1: s0 -1-> s1 -3-> s2
+    d01 = logF[0] + lp[0][1] - logF[1]
+    d12 = logF[1] + lp[1][3] - logF[2]
+    d02 = logF[0] + lp[0][1] + lp[1][3] - logF[2]
+    fb1 = (LAM * d01**2 + LAM * d12**2 + LAM**2 * d02**2) / (LAM + LAM + LAM**2)
+    fb2 = (logF[0] + lp[0][2] - logF[3]) ** 2  # one pair: its weight cancels
+    fb = (fb1 + fb2) / 2
+    # leaf anchor: h(B) -> 0 (done), h(C) -> 0.7 / tau
+    anchor = ((_H[2] - 0.0 / TAU) ** 2 + (_H[3] - 0.7 / TAU) ** 2) / 2
+    # soft-Q read-out on the 3 path edges: g(s, a) -> r / tau + gamma h(s')
+    edge = ((_G[0][1] - (0.6 / TAU + GAMMA_D * _H[1])) ** 2 + (_G[1][3] - (-0.4 / TAU + GAMMA_D * _H[2])) ** 2
+            + (_G[0][2] - (-0.2 / TAU + GAMMA_D * _H[3])) ** 2) / 3
+    # margin: only the root tried >= 2 strategies; preferred 1 (Q 0.5 > 0.1), negative 3 (lowest prior); 2 rows
+    margin = max(0.0, 1.0 - (lp[0][1] - lp[0][3]))
+    # KL over the 5 real (path, step) states
+    states = [0, 1, 2, 0, 3]
+    kl = sum(sum(math.exp(a) * (a - b) for a, b in zip(lp[k], _log_softmax(_REF[k]))) for k in states) / len(states)
+    total = fb + 0.7 * anchor + 0.3 * edge + 1.5 * margin + 0.2 * kl
+    expected = {"flow_balance": fb, "anchor": anchor, "edge": edge, "margin": margin, "kl": kl, "total": total}
+    for k, v in expected.items():
+        assert got[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    step = [abs(d01), abs(d12), abs(logF[0] + lp[0][2] - logF[3])]
+    assert got["flow_residual"] == pytest.approx(sum(step) / 3, rel=1e-5)
+    # the record's path return uses gamma^L V(s_L)
+    assert records[-1]["path_return"] == pytest.approx(-0.2 + GAMMA_D * 0.7)
+
+
+def test_closed_form_flows_zero_balance_and_anchor_together():
+    """A full binary tree (2 strategies, depth 2, tau 0.5, discount 0.9) whose optimal flows are
+    known in closed form: training drives the balance and the leaf anchor to ~0 *together*, and
+    the learned policy and soft values match the closed form."""
+    tau, gamma = 0.5, 0.9
+    tree = Tree(key="cf", persona_id="p", seed=0, strategies=["a", "b"], config={"discount": gamma})
+    st = {"turns": [{"speaker": "seeker", "text": "x"}]}
+    tree.add(Node(0, None, None, 0, st, {"dialogue": "Seeker: root", "turn": 0, "intensity": 4.0, "last_strategy": 2},
+                  prior=[0.5, 0.5]))
+    rewards = {(0, 0): 0.3, (0, 1): -0.1, (1, 0): 0.5, (1, 1): -0.4, (2, 0): 0.2, (2, 1): 0.6}
+    leaf_value = {3: 0.0, 4: 0.4, 5: -0.3, 6: 0.0}
+    for parent in (0, 1, 2):
+        for a in (0, 1):
+            nid = len(tree.nodes)
+            depth = tree.nodes[parent].depth + 1
+            done = depth == 2 and leaf_value[nid] == 0.0
+            tree.add(Node(nid, parent, a, depth, st, {"dialogue": f"Seeker: node {nid} word{nid}", "turn": depth, "intensity": 3.0,
+                                                      "last_strategy": a},
+                          reward=rewards[(parent, a)], terminated=done, prior=[0.5, 0.5],
+                          value=leaf_value.get(nid, 0.0), visits=1, q=0.0))
+    tree.complete = True
+    # closed form: h(leaf) = V/tau; h(s_t) = gamma^-t logsumexp_a gamma^t (r_a/tau + gamma h(s'_a))
+    h = {k: v / tau for k, v in leaf_value.items()}
+    pi = {}
+    for node, t in ((1, 1), (2, 1), (0, 0)):
+        kids = tree.nodes[node].children
+        x = [gamma**t * (rewards[(node, a)] / tau + gamma * h[kids[a]]) for a in (0, 1)]
+        z = math.log(sum(math.exp(v) for v in x))
+        h[node] = z / gamma**t
+        pi[node] = [math.exp(v - z) for v in x]
+    records = extract_records([tree])
+    model = AFlowModel(ModelConfig(n_strategies=2, backbone="hashing", hashing_dim=64, hidden=64, max_turns=3))
+    cfg = AFPOConfig(flow_temperature=tau, margin_weight=0.0, beta=0.0, total_steps=1500, batch_paths=4, lr=3e-3,
+                     min_tried=1)
+    trainer = AFPOTrainer(model, records, cfg, progress=False)
+    trainer.train()
+    end = trainer.evaluate_records()
+    assert end["flow_balance"] < 1e-3 and end["anchor"] < 1e-3 and end["edge"] < 1e-3, end
+    with torch.no_grad():
+        out = model([tree.nodes[k].observation for k in (0, 1, 2)])
+    for i, node in enumerate((0, 1, 2)):
+        assert out.log_pi[i].exp().tolist() == pytest.approx(pi[node], abs=0.02)
+        assert float(out.soft_value[i]) == pytest.approx(h[node], abs=0.05)
+
+
+# --------------------------------------------------------------------------------------
+# the search's values: give-ups, depth, rubric scale
+# --------------------------------------------------------------------------------------
+
+
+class _FlatEnv:
+    """A test env with 8 *identical* strategies: every step earns 1.5 (plus seeded noise),
+    the episode lasts ``horizon`` steps.  Implements the state API that the search uses."""
+
+    def __init__(self, horizon: int = 6, noise: float = 0.0) -> None:
+        from types import SimpleNamespace
+
+        self.strategies = SimpleNamespace(names=[f"s{i}" for i in range(8)])
+        self.horizon, self.noise = horizon, noise
+        self._state: dict = {}
+
+    @staticmethod
+    def _obs(state: dict) -> dict:
+        return {"dialogue": " ".join(map(str, state["actions"])), "turn": len(state["actions"]), "intensity": 3.0,
+                "last_strategy": state["actions"][-1] if state["actions"] else 8}
+
+    def reset(self, seed=None, options=None):
+        self._state = {"turns": [], "actions": [], "seed": int(seed or 0)}
+        return self._obs(self._state), {}
+
+    def get_state(self) -> dict:
+        return {"turns": [], "actions": list(self._state["actions"]), "seed": self._state["seed"]}
+
+    def transition(self, states, actions):
+        from esc_env.core import Transition
+
+        out = []
+        for s, a in zip(states, actions):
+            acts = list(s["actions"]) + [int(a)]
+            r = 1.5
+            if self.noise:
+                r += self.noise * float(np.random.default_rng([s["seed"], *acts]).standard_normal())
+            nxt = {"turns": [], "actions": acts, "seed": s["seed"]}
+            end = len(acts) >= self.horizon
+            out.append(Transition(nxt, self._obs(nxt), r, False, end, {"success": False, "gave_up": False}))
+        return out
+
+
+def test_identical_strategies_get_equal_q():
+    """Fault 2: the backup summed rewards over walks of different depths, so with 8 identical
+    strategies the root children got Q = 12.4, 4.9, 3.0.  Rolling out to the episode's end,
+    every Q is the whole-episode return 1.5 * horizon."""
+    from policies.aflow import search_one_tree
+
+    env = _FlatEnv(horizon=6)
+    cfg = MCTSConfig(n_simulations=60, max_depth=6, temperature=10.0)  # a flat softmax: many children tried
+    tree = search_one_tree(env, cfg, None, 0)
+    kids = [tree.nodes[c] for c in tree.root.children.values()]
+    assert len(kids) >= 3 and len({k.visits for k in kids}) > 1  # explored unevenly ...
+    for k in kids:
+        assert k.q == pytest.approx(1.5 * 6, abs=1e-9)  # ... and valued equally
+    for node in tree.nodes:
+        assert node.value == pytest.approx(1.5 * (6 - node.depth), abs=1e-9)
+    # discounted: V(s) = 1.5 * sum_{k < 6 - depth} 0.5^k, through the tree path and the rollout alike
+    disc = search_one_tree(env, cfg.replace(discount=0.5), None, 0)
+    for node in disc.nodes:
+        assert node.value == pytest.approx(1.5 * (1 - 0.5 ** (6 - node.depth)) / 0.5, abs=1e-9)
+    # the paper's one-step rollout brings the depth bias back (why the default rolls out to the end)
+    short = search_one_tree(env, cfg.replace(rollout_steps=1), None, 0)
+    qs = [short.nodes[c].q for c in short.root.children.values()]
+    assert max(qs) - min(qs) > 0.5
+    # with noisy steps (sd 0.3 each) the Q of a child with n visits is within noise of 9
+    noisy = search_one_tree(_FlatEnv(horizon=6, noise=0.3), cfg, None, 0)
+    for c in noisy.root.children.values():
+        k = noisy.nodes[c]
+        assert abs(k.q - 9.0) < 4 * 0.3 * math.sqrt(6) / math.sqrt(k.visits)
+
+
+def test_a_give_up_keeps_its_reward_unless_the_reward_is_the_rubric():
+    """Fault 1: a give-up step was valued 0 whatever its reward's sign."""
+    from esc_env.core import Transition
+    from policies.aflow import BatchedMCTS
+
+    give_up = Transition({}, {}, -1.125, True, False, {"success": False, "gave_up": True,
+                                                       "judges": {"rubric": {"empathy": 4, "information": 3, "naturalness": 5,
+                                                                             "strategic_fit": 2}}})
+    bad_step = Transition({}, {}, -0.375, False, False, {"success": False, "gave_up": False,
+                                                          "judges": {"rubric": {"empathy": 2, "information": 2, "naturalness": 2,
+                                                                                "strategic_fit": 2}}})
+    env = _FlatEnv()
+    assert BatchedMCTS(env, MCTSConfig(reward="env")).step_value(give_up) == -1.125
+    assert BatchedMCTS(env, MCTSConfig(reward="env")).step_value(give_up) < BatchedMCTS(env, MCTSConfig(reward="env")).step_value(bad_step)
+    assert BatchedMCTS(env, MCTSConfig(reward="outcome")).step_value(give_up) == -1.0
+    rubric = BatchedMCTS(env, MCTSConfig(reward="rubric", giveup_value=0.0))
+    assert rubric.step_value(give_up) == 0.0
+    # fault 5: the rubric is on the authors' scale, divided by reward_normalization 2.5
+    assert rubric.step_value(bad_step) == pytest.approx((0.1 * 2 + 0.1 * 2 + 0.1 * 2 + 0.2 * 2) / 2.5)
+    assert BatchedMCTS(env, MCTSConfig(reward="rubric", rubric_normalization=1.0)).step_value(bad_step) == pytest.approx(1.0)
+
+
+def test_backup_signs_and_discount_by_hand():
+    root = Node(0, None, None, 0, {}, {})
+    a = Node(1, 0, 0, 1, {}, {}, reward=0.5)
+    b = Node(2, 1, 0, 2, {}, {}, reward=-2.0)
+    backup([root, a, b], leaf_value=3.0, discount=0.5)
+    # G_b = 3; G_a = -2 + 0.5 * 3 = -0.5; G_root = 0.5 + 0.5 * (-0.5) = 0.25
+    assert (b.value, b.q, a.value, a.q, root.value) == pytest.approx((3.0, -0.5, -0.5, 0.25, 0.25))

@@ -103,9 +103,10 @@ def test_batched_lockstep_search_equals_one_tree_at_a_time(env):
     starts = [(p, s) for s in (0, 1) for p in PERSONAS]
     mcts = BatchedMCTS(env, cfg)
     batched = mcts.run(starts)
-    # one transition call per round for all 8 trees (plus one per rollout step)
-    assert mcts.stats.transition_calls <= 2 * cfg.n_simulations
-    assert mcts.stats.transitions > mcts.stats.transition_calls
+    # one transition call per round for all 8 trees, plus one per rollout step (rollouts run to
+    # the end: at most 9 more steps after the expansion in a 10-turn episode)
+    assert mcts.stats.transition_calls <= cfg.n_simulations * 10
+    assert mcts.stats.transitions > 4 * mcts.stats.transition_calls
     for (p, s), tree in zip(starts, batched):
         single = search_one_tree(env, cfg, p, s)
         assert single.to_json() == tree.to_json()
@@ -230,3 +231,22 @@ def test_example_script_runs_and_resumes(tmp_path):
     # a checkpoint over another strategy set is refused with one clear line
     assert cli(["evaluate", "--env-id", "esc_env/ESCStage-v0", "--strategies", "esconv", "--policy", f"aflow:{policy_dir}",
                 "--episodes", "2", "--out", str(tmp_path / "eval2"), "--no-progress"]) == 2
+
+
+def test_give_ups_in_rollouts_count_as_failures(env):
+    """Fault 1: with outcome-only rewards no give-up in a rollout registered as a failure (its
+    -1 was replaced by 0); with env rewards a give-up (-1.125) was valued above a bad step."""
+    cfg = MCTSConfig(n_simulations=30, max_depth=10, reward="outcome", trees_per_batch=16)
+    trees = BatchedMCTS(env, cfg).run([(None, 2_000_000 + s) for s in range(16)])
+    rollouts = [n for t in trees for n in t.nodes if n.rollout and n.rollout["actions"]]
+    gave_up = [n for n in rollouts if n.rollout["gave_up"]]
+    assert gave_up, "no rollout gave up: the check would be empty"
+    for n in rollouts:
+        # rollouts run to the end: the outcome is the whole leaf value
+        assert n.leaf_value == (-1.0 if n.rollout["gave_up"] else n.rollout["rewards"][-1])
+        assert n.rollout["rewards"][-1] in (-1.0, 0.0, 1.0)
+    env_trees = BatchedMCTS(env, cfg.replace(reward="env")).run([(None, 2_000_000 + s) for s in range(16)])
+    env_gave_up = [n for t in env_trees for n in t.nodes if n.rollout and n.rollout["gave_up"]]
+    assert env_gave_up
+    for n in env_gave_up:
+        assert n.rollout["rewards"][-1] < 0 and n.leaf_value == pytest.approx(sum(n.rollout["rewards"]))

@@ -1,23 +1,38 @@
 r"""AFPO: training :class:`~policies.aflow.model.AFlowModel` on searched paths.
 
 Notation for one root-to-leaf path :math:`s_0 \xrightarrow{a_0} s_1 \to \dots \to s_L` of a
-search tree (records from :mod:`policies.aflow.trajectories`): :math:`r_{i+1}` is the
-search's step reward of the edge :math:`s_i \to s_{i+1}`, :math:`C(s_t)=\sum_{i<t} r_{i+1}`
-the reward collected from the root, :math:`V(s_t)` and :math:`Q(s_t,a)` the search's
-running-mean values, :math:`\tau` the ``flow_temperature``.
+search tree (records from :mod:`policies.aflow.trajectories`): :math:`r_{t+1}` is the
+search's step reward of the edge :math:`s_t \to s_{t+1}`, :math:`\gamma` the search's
+discount, :math:`C(s_t)=\sum_{i<t} \gamma^i r_{i+1}` the reward collected from the root,
+:math:`V(s_L)` the search's estimate of the (discounted, from step :math:`L`) return still
+to come at the leaf (0 when the episode ended there), :math:`\tau` the ``flow_temperature``.
 
-**State flows anchored to the search utilities.**  The log-flow of a state is
+**State flows.**  The log-flow of a state is
 
 .. math::
 
-   \log F_\theta(s_t) \;=\; C(s_t)/\tau \;+\; h_\theta(s_t),
+   \log F_\theta(s_t) \;=\; C(s_t)/\tau \;+\; \gamma^t\, h_\theta(s_t),
 
-where :math:`h_\theta` is the flow head and is tied to the node value by the anchor
-:math:`h_\theta(s_t) \approx V(s_t)/\tau`.  So :math:`\log F(s_t) \approx U(s_t)/\tau` with
-:math:`U(s_t) = C(s_t) + V(s_t)` the search's estimate of the return of dialogues through
-:math:`s_t` (path-dependent: in a tree every state has one path).  The edge head
-:math:`g_\theta(s,a)` estimates :math:`\log F(s'_a) - C(s)/\tau` and is anchored to
-:math:`Q(s,a)/\tau` on every strategy the search tried at :math:`s`.
+where :math:`h_\theta` (``ModelOutput.soft_value``) is a free head: the log-flow still to
+come from :math:`s_t`, in nats of the step-:math:`t` scale.  It is **anchored only at the
+leaves**, :math:`h_\theta(s_L) \approx V(s_L)/\tau`, so that
+:math:`\log F(s_L) \approx U(s_L)/\tau` with :math:`U(s_L) = C(s_L) + \gamma^L V(s_L)` the
+search's return of dialogues through the leaf (GFlowNet reward :math:`\exp(U/\tau)`); the
+flow balance carries the leaf flows up to every interior state (as in sub-trajectory
+balance).  At an interior state the balance then asks for the soft (log-sum-exp) value:
+with every child observed, :math:`h(s_t) = \gamma^{-t}\log\sum_a \exp(\gamma^t[r_a/\tau +
+\gamma h(s'_a)])` and :math:`\pi(a|s_t) \propto \exp(\gamma^t[r_a/\tau + \gamma h(s'_a)])`.
+Both the balance and the anchor can be exactly 0 together
+(``tests/test_aflow.py::test_closed_form_flows_zero_balance_and_anchor_together``).
+
+*Why not the running means.*  Anchoring every :math:`h(s_t)` to :math:`V(s_t)/\tau` (a
+running *mean*) and every edge to :math:`Q(s_t,a)/\tau` cannot hold together with the
+balance: the balance needs :math:`\log\pi(a|s) = (Q - V)/\tau`, which is positive for a
+better-than-average action, and :math:`\sum_a \exp((Q - V)/\tau) > 1`; each term reached 0
+only with the other one off.  A mean is not a log-sum-exp.
+
+**Discount.**  The return through :math:`s_t` is :math:`C(s_t) + \gamma^t\,(\text{return from
+} s_t)`, hence the :math:`\gamma^t` in front of :math:`h`; with :math:`\gamma = 1` it is 1.
 
 **Subpath flow balance** (backward policy 1, since each state of a tree has one parent):
 for every :math:`0 \le m < n \le L`
@@ -37,12 +52,20 @@ implement the equation as written here.  With
    \mathcal{L}_{FB} = \frac{1}{|B|}\sum_{\text{paths}}
       \frac{\sum_{m<n} \lambda^{n-m}\,\delta_{m,n}^2}{\sum_{m<n} \lambda^{n-m}}.
 
-**Anchor**
+**Anchor** (leaves only): :math:`\mathcal{L}_{A} = \operatorname{mean}_{\text{paths}}
+\big(h_\theta(s_L) - V(s_L)/\tau\big)^2`.
+
+**Soft-Q read-out.**  The edge head :math:`g_\theta(s,a)` (``ModelOutput.soft_q``) learns
+the log-flow of the child relative to :math:`s`,
+:math:`\log F(s'_a) = C(s_t)/\tau + \gamma^t g_\theta(s_t,a)`, on the path's edges:
 
 .. math::
 
-   \mathcal{L}_{A} = \operatorname{mean}_t \big(h_\theta(s_t) - V(s_t)/\tau\big)^2
-     + \operatorname{mean}_{(t,a)\,\text{tried}} \big(g_\theta(s_t,a) - Q(s_t,a)/\tau\big)^2 .
+   \mathcal{L}_{E} = \operatorname{mean}_{t<L} \big(g_\theta(s_t,a_t) - [r_{t+1}/\tau
+     + \gamma\,\operatorname{sg}(h_\theta(s_{t+1}))]\big)^2
+
+(:math:`\operatorname{sg}`: no gradient into :math:`h`; the read-out follows the flows and
+never moves them).  At balance :math:`g(s_t,a) - h(s_t) = \gamma^{-t}\log\pi(a|s_t)`.
 
 **Margin** between the preferred strategy :math:`y^+_t` (highest :math:`Q`) and a low-prior
 one :math:`y^-_t`, over the states where the search tried at least ``min_tried`` (2)
@@ -50,21 +73,24 @@ strategies (with one tried strategy the "preference" is only the path's action):
 
 .. math::
 
-   \mathcal{L}_{M} = \operatorname{mean}_t \max\!\big(0,\; \gamma - [\log\pi_\theta(y^+_t|s_t)
+   \mathcal{L}_{M} = \operatorname{mean}_t \max\!\big(0,\; \gamma_M - [\log\pi_\theta(y^+_t|s_t)
      - \log\pi_\theta(y^-_t|s_t)]\big).
 
-**KL** to the frozen reference policy:
+It can pull against the balance where the search's flows put less than :math:`\gamma_M`
+nats between the two strategies.
+
+**KL** to the frozen reference policy (exact, over all strategies):
 :math:`\mathcal{L}_{KL} = \operatorname{mean}_t \sum_a \pi_\theta(a|s_t)\,[\log\pi_\theta(a|s_t) - \log\pi_{ref}(a|s_t)]`.
 
-**Total**: :math:`\mathcal{L} = w_{FB}\mathcal{L}_{FB} + w_A\mathcal{L}_A + w_M\mathcal{L}_M + \beta\,\mathcal{L}_{KL}`
-(paper: :math:`\beta = 0.1`, :math:`\gamma = 1`).  ``flow_weight=0`` is the "no flow
+**Total**: :math:`\mathcal{L} = w_{FB}\mathcal{L}_{FB} + w_A\mathcal{L}_A + w_E\mathcal{L}_E + w_M\mathcal{L}_M + \beta\,\mathcal{L}_{KL}`
+(paper: :math:`\beta = 0.1`, :math:`\gamma_M = 1`).  ``flow_weight=0`` is the "no flow
 balance" ablation.
 
-The trainer logs ``losses/flow_balance``, ``losses/anchor``, ``losses/margin``,
-``losses/kl``, ``losses/total``, ``charts/flow_residual`` (mean :math:`|\delta_{t,t+1}|`),
-``charts/strategy_accuracy`` (argmax of :math:`\pi_\theta` = preferred strategy),
-``charts/learning_rate`` and ``charts/SPS`` (states per second) to TensorBoard, and writes
-safetensors checkpoints it can resume from exactly.
+The trainer logs ``losses/flow_balance``, ``losses/anchor``, ``losses/edge``,
+``losses/margin``, ``losses/kl``, ``losses/total``, ``charts/flow_residual`` (mean
+:math:`|\delta_{t,t+1}|`), ``charts/strategy_accuracy`` (argmax of :math:`\pi_\theta` =
+preferred strategy), ``charts/learning_rate`` and ``charts/SPS`` (states per second) to
+TensorBoard, and writes safetensors checkpoints it can resume from exactly.
 """
 
 from __future__ import annotations
@@ -92,7 +118,8 @@ class AFPOConfig:
     Attributes:
         flow_weight: :math:`w_{FB}` (0: the no-flow-balance ablation).
         subtb_lambda: :math:`\\lambda` weighting subpaths by :math:`\\lambda^{n-m}`.
-        anchor_weight: :math:`w_A`.
+        anchor_weight: :math:`w_A` of the leaf anchor.
+        edge_weight: :math:`w_E` of the soft-Q read-out.
         flow_temperature: :math:`\\tau` (reward units per nat of flow).
         gamma: margin :math:`\\gamma` (paper: 1.0).
         margin_weight: :math:`w_M`.
@@ -116,6 +143,7 @@ class AFPOConfig:
     flow_weight: float = 1.0
     subtb_lambda: float = 0.9
     anchor_weight: float = 1.0
+    edge_weight: float = 1.0
     flow_temperature: float = 0.5
     gamma: float = 1.0
     margin_weight: float = 1.0
@@ -232,9 +260,11 @@ class PathData:
     """All paths as padded tensors; states are indices into a table of unique states.
 
     Shapes (``P`` paths, ``T`` = longest path's states, ``n`` strategies): ``state_idx``
-    ``(P, T)``, ``state_mask`` ``(P, T)``, ``lengths`` ``(P,)``, ``actions`` ``(P, T-1)``,
-    ``cum_reward`` / ``value`` ``(P, T)``, ``q_all`` / ``q_mask`` ``(P, T, n)``,
-    ``preferred`` / ``negative`` ``(P, T)`` (``-1``: none).
+    ``(P, T)``, ``state_mask`` ``(P, T)``, ``lengths`` ``(P,)`` (actions ``L_p``; states
+    ``0..L_p`` are real), ``actions`` / ``rewards`` ``(P, T-1)`` (:math:`a_t`,
+    :math:`r_{t+1}`), ``cum_reward`` / ``value`` ``(P, T)`` (:math:`C(s_t)`, :math:`V(s_t)`),
+    ``discount`` ``(P,)`` (:math:`\\gamma`), ``discount_pow`` ``(P, T)`` (:math:`\\gamma^t`),
+    ``q_all`` / ``q_mask`` ``(P, T, n)``, ``preferred`` / ``negative`` ``(P, T)`` (``-1``: none).
     """
 
     observations: list[dict]
@@ -242,8 +272,11 @@ class PathData:
     state_mask: torch.Tensor
     lengths: torch.Tensor
     actions: torch.Tensor
+    rewards: torch.Tensor
     cum_reward: torch.Tensor
     value: torch.Tensor
+    discount: torch.Tensor
+    discount_pow: torch.Tensor
     q_all: torch.Tensor
     q_mask: torch.Tensor
     preferred: torch.Tensor
@@ -266,14 +299,20 @@ class PathData:
         state_mask = torch.zeros(P, T, dtype=torch.bool)
         lengths = torch.zeros(P, dtype=torch.long)
         actions = torch.zeros(P, max(T - 1, 1), dtype=torch.long)
+        rewards = torch.zeros(P, max(T - 1, 1))
         cum = torch.zeros(P, T)
         value = torch.zeros(P, T)
+        discount = torch.ones(P)
         q_all = torch.zeros(P, T, n_strategies)
         q_mask = torch.zeros(P, T, n_strategies, dtype=torch.bool)
         pref = torch.full((P, T), -1, dtype=torch.long)
         neg = torch.full((P, T), -1, dtype=torch.long)
         for p, rows in enumerate(paths):
             lengths[p] = len(rows) - 1
+            d = float(rows[0].get("discount", 1.0))
+            if not (0.0 < d <= 1.0):
+                raise ValueError(f"path {rows[0]['path']}: record field 'discount' must be in (0, 1], got {d!r}")
+            discount[p] = d
             for t, r in enumerate(rows):
                 key = (r["tree"], r["node"])
                 if key not in table:
@@ -294,54 +333,74 @@ class PathData:
                         neg[p, t] = int(r["negative"])
                 if r["action"] is not None:
                     actions[p, t] = int(r["action"])
-        return cls(observations, state_idx, state_mask, lengths, actions[:, : max(T - 1, 1)], cum, value, q_all, q_mask, pref, neg)
+                    rewards[p, t] = float(r["reward"])
+        steps = torch.arange(T, dtype=torch.float32)
+        discount_pow = discount[:, None] ** steps[None, :]
+        k = max(T - 1, 1)
+        return cls(observations, state_idx, state_mask, lengths, actions[:, :k], rewards[:, :k], cum, value, discount,
+                   discount_pow, q_all, q_mask, pref, neg)
 
     def select(self, rows: torch.Tensor) -> "PathData":
         """The paths ``rows`` (observations table shared)."""
         return PathData(self.observations, self.state_idx[rows], self.state_mask[rows], self.lengths[rows], self.actions[rows],
-                        self.cum_reward[rows], self.value[rows], self.q_all[rows], self.q_mask[rows], self.preferred[rows],
+                        self.rewards[rows], self.cum_reward[rows], self.value[rows], self.discount[rows],
+                        self.discount_pow[rows], self.q_all[rows], self.q_mask[rows], self.preferred[rows],
                         self.negative[rows])
 
 
-def afpo_losses(out_log_pi: torch.Tensor, out_h: torch.Tensor, out_g: torch.Tensor, ref_log_pi: torch.Tensor,
+def afpo_losses(log_pi: torch.Tensor, soft_value: torch.Tensor, soft_q: torch.Tensor, ref_log_pi: torch.Tensor,
                 batch: PathData, cfg: AFPOConfig) -> dict[str, torch.Tensor]:
-    r"""Every AFPO term for a batch of paths.
+    r"""Every AFPO term for a batch of paths (see the module docstring for the formulas).
 
     Args:
-        out_log_pi: :math:`\log\pi_\theta`, ``(P, T, n)``; out_h: :math:`h_\theta`, ``(P, T)``;
-        out_g: :math:`g_\theta`, ``(P, T, n)``; ref_log_pi: :math:`\log\pi_{ref}`, ``(P, T, n)``.
+        log_pi: :math:`\log\pi_\theta(\cdot|s_t)`, ``(P, T, n)``.
+        soft_value: :math:`h_\theta(s_t)`, ``(P, T)``.
+        soft_q: :math:`g_\theta(s_t,\cdot)`, ``(P, T, n)``.
+        ref_log_pi: :math:`\log\pi_{ref}(\cdot|s_t)`, ``(P, T, n)``.
+        batch: the paths (:class:`PathData`); ``T`` may be shorter than ``batch``'s.
+        cfg: weights and :math:`\tau`.
 
     Returns:
-        ``flow_balance``, ``anchor``, ``margin``, ``kl``, ``total`` (scalars with grad) and
-        the detached charts ``flow_residual``, ``strategy_accuracy``.
+        ``flow_balance``, ``anchor``, ``edge``, ``margin``, ``kl``, ``total`` (scalars with
+        grad) and the detached charts ``flow_residual``, ``strategy_accuracy``.
     """
     tau = cfg.flow_temperature
-    mask = batch.state_mask
-    T = out_h.shape[1]
-    log_flow = batch.cum_reward[:, :T] / tau + out_h
+    mask = batch.state_mask[:, :soft_value.shape[1]]
+    T = soft_value.shape[1]
+    # log F(s_t) = C(s_t)/tau + gamma^t h(s_t)
+    collected = batch.cum_reward[:, :T] / tau
+    log_flow = collected + batch.discount_pow[:, :T] * soft_value
     if T > 1:
-        taken = out_log_pi[:, :-1].gather(2, batch.actions[:, : T - 1, None]).squeeze(2)
         edge_ok = mask[:, 1:]
+        acts = batch.actions[:, : T - 1, None]
+        taken = log_pi[:, :-1].gather(2, acts).squeeze(2)  # log pi(a_t | s_t)
+        # padding past a path's end must not move the cumulative sum: zeroed
         taken = torch.where(edge_ok, taken, torch.zeros_like(taken))
-        # padding past a path's end must not move the cumulative sum: zeroed above
         fb = flow_balance_loss(log_flow, taken, batch.lengths, cfg.subtb_lambda)
         step = (log_flow[:, :-1] + taken - log_flow[:, 1:]).abs()
         flow_residual = (step * edge_ok).sum() / edge_ok.sum().clamp(min=1)
+        # soft-Q read-out on the path's edges: g(s_t, a_t) -> r_{t+1}/tau + gamma h(s_{t+1})
+        q_taken = soft_q[:, :-1].gather(2, acts).squeeze(2)
+        q_target = batch.rewards[:, : T - 1] / tau + batch.discount[:, None] * soft_value[:, 1:].detach()
+        edge = ((q_taken - q_target) ** 2)[edge_ok].mean() if bool(edge_ok.any()) else soft_q.sum() * 0.0
     else:
-        fb = out_h.sum() * 0.0
+        fb = soft_value.sum() * 0.0
+        edge = soft_q.sum() * 0.0
         flow_residual = torch.zeros(())
-    anchor_state = ((out_h - batch.value[:, :T] / tau) ** 2)[mask].mean()
-    qm = batch.q_mask[:, :T]
-    anchor_edge = ((out_g - batch.q_all[:, :T] / tau) ** 2)[qm].mean() if bool(qm.any()) else out_g.sum() * 0.0
-    anchor = anchor_state + anchor_edge
-    lp = out_log_pi[mask]
+    # the anchor: leaves only, h(s_L) -> V(s_L)/tau
+    last = batch.lengths.clamp(max=T - 1)[:, None]
+    h_leaf = soft_value.gather(1, last).squeeze(1)
+    v_leaf = batch.value[:, :T].gather(1, last).squeeze(1)
+    anchor = ((h_leaf - v_leaf / tau) ** 2).mean()
+    lp = log_pi[mask]
     margin = margin_loss(lp, batch.preferred[:, :T][mask], batch.negative[:, :T][mask], cfg.gamma)
     kl = kl_to_reference(lp, ref_log_pi[mask])
-    total = cfg.flow_weight * fb + cfg.anchor_weight * anchor + cfg.margin_weight * margin + cfg.beta * kl
+    total = (cfg.flow_weight * fb + cfg.anchor_weight * anchor + cfg.edge_weight * edge + cfg.margin_weight * margin
+             + cfg.beta * kl)
     pref = batch.preferred[:, :T][mask]
     has = pref >= 0
     acc = (lp.argmax(dim=1)[has] == pref[has]).float().mean() if bool(has.any()) else torch.tensor(float("nan"))
-    return {"flow_balance": fb, "anchor": anchor, "margin": margin, "kl": kl, "total": total,
+    return {"flow_balance": fb, "anchor": anchor, "edge": edge, "margin": margin, "kl": kl, "total": total,
             "flow_residual": flow_residual.detach(), "strategy_accuracy": acc.detach()}
 
 
@@ -429,7 +488,7 @@ class AFPOTrainer:
         pos = torch.zeros(P, T, dtype=torch.long)
         pos[batch.state_mask] = inverse
         flat = pos.reshape(-1)
-        return afpo_losses(out.log_pi[flat].view(P, T, n), out.log_flow[flat].view(P, T), out.edge_flow[flat].view(P, T, n),
+        return afpo_losses(out.log_pi[flat].view(P, T, n), out.soft_value[flat].view(P, T), out.soft_q[flat].view(P, T, n),
                            ref_u[flat].view(P, T, n), batch, self.config)
 
     # ---- checkpoints -----------------------------------------------------------------
@@ -510,7 +569,7 @@ class AFPOTrainer:
             last = {k: float(v.detach()) for k, v in terms.items()}
             last["SPS"] = states_done / max(time.perf_counter() - t0, 1e-9)
             if writer is not None and (self.step % self.config.log_every == 0 or self.step == end):
-                for k in ("flow_balance", "anchor", "margin", "kl", "total"):
+                for k in ("flow_balance", "anchor", "edge", "margin", "kl", "total"):
                     writer.add_scalar(f"losses/{k}", last[k], self.step)
                 writer.add_scalar("charts/flow_residual", last["flow_residual"], self.step)
                 writer.add_scalar("charts/strategy_accuracy", last["strategy_accuracy"], self.step)

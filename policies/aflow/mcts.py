@@ -19,14 +19,28 @@ strategy :math:`a_t`.  Each *simulation* of a tree does four things:
 2. **Expansion.**  Only that *drawn* strategy is expanded: one new child per simulation
    (not one per strategy), so a simulation costs one environment transition, the tree
    grows where selection points, and ``n_simulations`` bounds the number of nodes.
-3. **Rollout.**  From the new child, ``rollout_steps`` (default 1) more transitions with
-   strategies drawn from the child's prior; the leaf value is their (discounted) step
-   reward, **0 from a step where the seeker gives up** (``giveup_value``), and 0 for a
-   child that already finished the episode.
+3. **Rollout.**  From the new child, transitions with strategies drawn from the prior
+   **until the episode ends** (``rollout_steps=None``, the default; an int caps the
+   rollout, see below); the leaf value is the discounted sum of their step rewards, and 0
+   for a child that already finished the episode.  With ``reward="rubric"`` a step in
+   which the seeker gives up is worth ``giveup_value`` (0, the paper's terminal value on
+   a quit: the lowest value a rubric reward, which is positive, can have); with any other
+   step reward (``"env"``, ``"outcome"``, a callable) the step keeps its own reward,
+   which already prices the give-up (a give-up of -1.125 must not become 0).
 4. **Backup.**  Along the path, with :math:`G` the return from each node
    (:math:`G_{leaf}` = leaf value, :math:`G_{parent} = r + \text{discount}\cdot G_{child}`),
    running means :math:`N \mathrel{+}= 1`, :math:`V(s) \mathrel{+}= (G_s - V(s))/N(s)`,
    :math:`Q(s,a) \mathrel{+}= (G_{s} - Q(s,a))/N(s,a)` (:func:`running_mean`).
+
+**Why the rollout runs to the end.**  :math:`G` sums step rewards, so it is a return
+estimate only when every simulation's walk (tree path + rollout) reaches the episode's end.
+With a one-step rollout a walk that stops at depth 1 sums 2 rewards and one that stops at
+depth 5 sums 6, so Q grew with how deep and how often a branch had been explored (with 8
+identical strategies, 60 simulations gave the root children Q = 12.4, 4.9 and 3.0).  With
+rollouts to the end every walk covers the whole episode, and equal strategies get equal Q
+(``tests/test_aflow.py::test_identical_strategies_get_equal_q``).  An int
+``rollout_steps`` (cheaper on an LLM environment) keeps that property only when
+``depth + rollout_steps`` reaches the end from every leaf.
 
 **Lockstep batching** (:class:`BatchedMCTS`): a round runs one simulation in *every*
 tree; all expansions of the round go to the environment in ONE
@@ -46,8 +60,9 @@ searches only the others; the result equals the uninterrupted run for the same r
 **Ablation** ``mode="random"``: no tree policy.  Each simulation walks a *complete*
 uniformly random path from the root (to ``max_depth`` or the end of the episode),
 expanding every missing node on the way, then rolls out and backs up as above.
-``random_paths`` (default: a number of paths using about the transitions that
-``n_simulations`` MCTS simulations use) sets how many.
+``random_paths`` sets how many (default: :meth:`MCTSConfig.n_random_paths`, about the
+transitions that ``n_simulations`` MCTS simulations use: with rollouts to the end, one
+path per simulation).
 """
 
 from __future__ import annotations
@@ -83,14 +98,20 @@ class MCTSConfig:
     Attributes:
         n_simulations: simulations per tree (paper: 10).
         max_depth: deepest node expanded, in supporter turns from the root (paper: 10).
-        rollout_steps: transitions after a new leaf to estimate its value (paper: 1).
+        rollout_steps: transitions after a new leaf to estimate its value; ``None``
+            (default): until the episode ends, so every backed-up G is a whole-episode
+            return (the paper's 1 makes Q depth-biased; see the module docstring).
         kappa: :math:`\\kappa` of the uniform-exploration probability (paper: 0.1).
         lam: :math:`\\lambda`, weight of the prior bonus (paper: 1).
         c: :math:`c` in the bonus denominator :math:`c + N(s,a)`.
         temperature: :math:`T` of the selection softmax.
         q_init: :math:`Q(s,a)` of a strategy not tried yet at ``s``.
         discount: discount of step rewards in returns (1: undiscounted).
-        giveup_value: leaf value of a rollout step in which the seeker gives up (paper: 0).
+        giveup_value: with ``reward="rubric"`` only: the value of a step in which the
+            seeker gives up (paper: 0).  Other rewards keep their own give-up reward.
+        rubric_normalization: ``reward="rubric"`` divides the weighted rubric score by this
+            (the authors' ``reward_normalization`` 2.5: scores 1-5 with weights summing to
+            0.5 give step rewards in [0.2, 1]).
         select: ``"sample"`` (draw from the mixture, as in the paper) or ``"argmax"``.
         rollout_policy: strategy of rollout steps: ``"prior"`` (draw from the prior),
             ``"prior-argmax"`` or ``"uniform"``.
@@ -110,7 +131,7 @@ class MCTSConfig:
 
     n_simulations: int = 10
     max_depth: int = 10
-    rollout_steps: int = 1
+    rollout_steps: int | None = None
     kappa: float = 0.1
     lam: float = 1.0
     c: float = 1.0
@@ -118,6 +139,7 @@ class MCTSConfig:
     q_init: float = 0.0
     discount: float = 1.0
     giveup_value: float = 0.0
+    rubric_normalization: float = 2.5
     select: str = "sample"
     rollout_policy: str = "prior"
     reward: str = "env"
@@ -133,8 +155,11 @@ class MCTSConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"MCTSConfig.{name} must be a positive int, got {v!r}")
-        if isinstance(self.rollout_steps, bool) or not isinstance(self.rollout_steps, int) or self.rollout_steps < 0:
-            raise ValueError(f"MCTSConfig.rollout_steps must be an int >= 0, got {self.rollout_steps!r}")
+        r = self.rollout_steps
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
+            raise ValueError(f"MCTSConfig.rollout_steps must be None (until the episode ends) or an int >= 0, got {r!r}")
+        if not (self.rubric_normalization > 0.0):
+            raise ValueError(f"MCTSConfig.rubric_normalization must be > 0, got {self.rubric_normalization!r}")
         if self.random_paths is not None and (not isinstance(self.random_paths, int) or self.random_paths < 1):
             raise ValueError(f"MCTSConfig.random_paths must be None or a positive int, got {self.random_paths!r}")
         if not (self.kappa >= 0.0):
@@ -158,11 +183,15 @@ class MCTSConfig:
         object.__setattr__(self, "rubric_weights", dict(self.rubric_weights))
 
     def n_random_paths(self) -> int:
-        """Paths per tree in ``"random"`` mode: ``random_paths``, else the count whose
+        """Paths per tree in ``"random"`` mode: ``random_paths``; else, with rollouts to the
+        end, ``n_simulations`` (a simulation and a random path each play one whole episode
+        from the root, reusing the nodes the tree already has); else the count whose
         transitions (``max_depth + rollout_steps`` each at most) match the MCTS budget of
         ``n_simulations * (1 + rollout_steps)``."""
         if self.random_paths is not None:
             return self.random_paths
+        if self.rollout_steps is None:
+            return self.n_simulations
         return max(1, math.ceil(self.n_simulations * (1 + self.rollout_steps) / (self.max_depth + self.rollout_steps)))
 
     def to_dict(self) -> dict:
@@ -334,10 +363,12 @@ def env_step_reward(t: Any) -> float:
     return float(t.reward)
 
 
-def rubric_step_reward(weights: Mapping[str, float] = RUBRIC_WEIGHTS) -> StepRewardFn:
-    r"""AFlow's step reward :math:`\sum_d w_d R_d` over the rubric judge's scores :math:`R_d`
-    (``info["judges"]["rubric"]``; the env needs ``judges=("affect", "rubric")``)."""
+def rubric_step_reward(weights: Mapping[str, float] = RUBRIC_WEIGHTS, normalization: float = 2.5) -> StepRewardFn:
+    r"""AFlow's step reward :math:`\sum_d w_d R_d / \text{normalization}` over the rubric judge's
+    scores :math:`R_d` (``info["judges"]["rubric"]``; the env needs ``judges=("affect", "rubric")``).
+    The authors divide by ``reward_normalization`` 2.5."""
     weights = dict(weights)
+    norm = float(normalization)
 
     def reward(t: Any) -> float:
         rubric = (t.info.get("judges") or {}).get("rubric")
@@ -349,7 +380,7 @@ def rubric_step_reward(weights: Mapping[str, float] = RUBRIC_WEIGHTS) -> StepRew
         missing = sorted(set(weights) - set(rubric))
         if missing:
             raise ValueError(f"the rubric judge gave {sorted(rubric)}; the rubric weights also need {missing}")
-        return float(sum(w * float(rubric[k]) for k, w in weights.items()))
+        return float(sum(w * float(rubric[k]) for k, w in weights.items())) / norm
 
     reward.__name__ = "rubric_step_reward"
     return reward
@@ -366,14 +397,15 @@ def outcome_step_reward(t: Any) -> float:
     return 0.0
 
 
-def make_step_reward(spec: "str | StepRewardFn", rubric_weights: Mapping[str, float] = RUBRIC_WEIGHTS) -> StepRewardFn:
+def make_step_reward(spec: "str | StepRewardFn", rubric_weights: Mapping[str, float] = RUBRIC_WEIGHTS,
+                     rubric_normalization: float = 2.5) -> StepRewardFn:
     """``"env"`` | ``"rubric"`` | ``"outcome"`` | a callable ``reward(transition) -> float``."""
     if callable(spec):
         return spec
     if spec == "env":
         return env_step_reward
     if spec == "rubric":
-        return rubric_step_reward(rubric_weights)
+        return rubric_step_reward(rubric_weights, rubric_normalization)
     if spec == "outcome":
         return outcome_step_reward
     raise ValueError(f"reward must be 'env', 'rubric', 'outcome' or a callable, got {spec!r}")
@@ -468,7 +500,8 @@ class BatchedMCTS:
         elif reward is not None:
             self.config = self.config.replace(reward=reward)
         self.prior_fn = resolve_prior(prior if prior is not None else self.config.prior, self.core, self.n_strategies)
-        self.reward_fn = make_step_reward(reward if reward is not None else self.config.reward, self.config.rubric_weights)
+        self.reward_fn = make_step_reward(reward if reward is not None else self.config.reward, self.config.rubric_weights,
+                                          self.config.rubric_normalization)
         self.progress = progress
         self.stats = SearchStats()
 
@@ -503,6 +536,13 @@ class BatchedMCTS:
         self.stats.prior_calls += 1
         return normalise_prior(p, len(states), self.n_strategies)
 
+    def step_value(self, t: Any) -> float:
+        """The search's value of one transition: its step reward, except that with
+        ``reward="rubric"`` a step where the seeker gives up is worth ``giveup_value``."""
+        if self.config.reward == "rubric" and bool((t.info or {}).get("gave_up", False)):
+            return float(self.config.giveup_value)
+        return float(self.reward_fn(t))
+
     def _child(self, tree: Tree, parent: Node, action: int, t: Any) -> Node:
         info = t.info or {}
         node = Node(
@@ -512,7 +552,7 @@ class BatchedMCTS:
             depth=parent.depth + 1,
             state=jsonable(t.state),
             observation=jsonable(t.observation),
-            reward=float(self.reward_fn(t)),
+            reward=self.step_value(t),
             env_reward=float(t.reward),
             terminated=bool(t.terminated),
             truncated=bool(t.truncated),
@@ -602,7 +642,8 @@ class BatchedMCTS:
         return int(rng.choice(self.n_strategies, p=prior))
 
     def _rollouts(self, leaves: list[tuple[int, Node]], rngs: list[np.random.Generator]) -> list[tuple[float, dict]]:
-        """``rollout_steps`` batched transitions from each leaf; returns (value, record) per leaf."""
+        """Batched rollouts from each leaf, until its episode ends (or ``rollout_steps``
+        transitions); returns (discounted sum of step values, record) per leaf."""
         cfg = self.config
         out: list[tuple[float, dict]] = [(0.0, {"actions": [], "rewards": [], "gave_up": False}) for _ in leaves]
         if cfg.rollout_steps == 0 or not leaves:
@@ -613,7 +654,8 @@ class BatchedMCTS:
                   for _, leaf in leaves]
         alive = [not leaf.done for _, leaf in leaves]
         scale = [1.0] * len(leaves)
-        for step in range(cfg.rollout_steps):
+        step = 0
+        while cfg.rollout_steps is None or step < cfg.rollout_steps:
             idx = [i for i in range(len(leaves)) if alive[i]]
             if not idx:
                 break
@@ -625,21 +667,17 @@ class BatchedMCTS:
             results = self._transition([states[i] for i in idx], actions)
             for i, a, t in zip(idx, actions, results):
                 v, rec = out[i]
-                r = float(self.reward_fn(t))
-                gave_up = bool((t.info or {}).get("gave_up", False))
+                r = self.step_value(t)
                 rec["actions"].append(int(a))
                 rec["rewards"].append(r)
-                if gave_up:
-                    rec["gave_up"] = True
-                    v += scale[i] * cfg.giveup_value
-                    alive[i] = False
-                else:
-                    v += scale[i] * r
-                    alive[i] = not (t.terminated or t.truncated)
+                rec["gave_up"] = bool((t.info or {}).get("gave_up", False))
+                v += scale[i] * r
+                alive[i] = not (t.terminated or t.truncated)
                 out[i] = (v, rec)
                 scale[i] *= cfg.discount
                 states[i] = jsonable(t.state)
                 observations[i] = jsonable(t.observation)
+            step += 1
         return out
 
     # ---- public entry points -------------------------------------------------------

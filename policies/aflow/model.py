@@ -4,11 +4,13 @@ For a decision state :math:`s` (the observation of a dialogue prefix) the model 
 
 * ``log_pi``  :math:`\log \pi_\theta(\cdot \mid s)`, shape ``(B, n)``: the strategy head,
   a log-softmax over the ``n`` strategies;
-* ``log_flow`` :math:`h_\theta(s)`, shape ``(B,)``: the state part of the log-flow,
-  :math:`\log F(s) = C(s)/\tau + h_\theta(s)` (see :mod:`policies.aflow.afpo`);
-* ``edge_flow`` :math:`g_\theta(s, \cdot)`, shape ``(B, n)``: the log-flow of each child
-  :math:`s'_a` relative to :math:`C(s)/\tau`, i.e. :math:`\log F(s'_a) = C(s)/\tau + g_\theta(s,a)`
-  (a Q-like estimate used when acting).
+* ``soft_value`` :math:`h_\theta(s)`, shape ``(B,)``: the log-flow still to come from
+  :math:`s` (a soft, log-sum-exp value over :math:`\tau`); the state's log-flow is
+  :math:`\log F(s_t) = C(s_t)/\tau + \gamma^t h_\theta(s_t)` (see :mod:`policies.aflow.afpo`),
+  so :math:`h` is *not* :math:`\log F` itself;
+* ``soft_q`` :math:`g_\theta(s, \cdot)`, shape ``(B, n)``: the same for each child,
+  :math:`g_\theta(s,a) \approx r(s,a)/\tau + \gamma h_\theta(s'_a)`, i.e.
+  :math:`\log F(s'_a) = C(s_t)/\tau + \gamma^t g_\theta(s_t,a)` (used when acting).
 
 Backbones (``ModelConfig.backbone``):
 
@@ -301,13 +303,13 @@ class ModelOutput:
 
     Attributes:
         log_pi: :math:`\\log\\pi_\\theta(\\cdot|s)`, shape ``(B, n)``.
-        log_flow: :math:`h_\\theta(s)`, shape ``(B,)``.
-        edge_flow: :math:`g_\\theta(s,\\cdot)`, shape ``(B, n)``.
+        soft_value: :math:`h_\\theta(s)`, the log-flow still to come from ``s``, shape ``(B,)``.
+        soft_q: :math:`g_\\theta(s,\\cdot)`, the log-flow still to come through each strategy, shape ``(B, n)``.
     """
 
     log_pi: torch.Tensor
-    log_flow: torch.Tensor
-    edge_flow: torch.Tensor
+    soft_value: torch.Tensor
+    soft_q: torch.Tensor
 
 
 class AFlowModel(nn.Module):

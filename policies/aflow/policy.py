@@ -5,11 +5,12 @@ The action combines the strategy head with the flow head's look-ahead:
 .. math::
 
    a^* = \arg\max_a \Big[\log\pi_\theta(a \mid s) + \alpha\,\big(g_\theta(s,a) - h_\theta(s)\big)\Big]
-       = \arg\max_a \Big[\log\pi_\theta(a \mid s) + \alpha\,\big(\log F(s'_a) - \log F(s)\big)\Big],
+       = \arg\max_a \Big[\log\pi_\theta(a \mid s) + \alpha\,\gamma^{-t}\big(\log F(s'_a) - \log F(s)\big)\Big],
 
-because :math:`\log F(s'_a) = C(s)/\tau + g_\theta(s,a)` and :math:`\log F(s) = C(s)/\tau + h_\theta(s)`
-(the unknown :math:`C(s)` cancels).  When the flows balance exactly the bracket is
-:math:`(1 + \alpha)\log\pi_\theta(a|s)`, so :math:`\alpha` only matters where they do not;
+because :math:`\log F(s'_a) = C(s_t)/\tau + \gamma^t g_\theta(s_t,a)` and
+:math:`\log F(s_t) = C(s_t)/\tau + \gamma^t h_\theta(s_t)` (the unknown :math:`C(s_t)` cancels; the
+bracket is their difference over :math:`\gamma^t`).  When the flows balance exactly the bracket is
+:math:`(1 + \alpha\gamma^{-t})\log\pi_\theta(a|s)`, so :math:`\alpha` only matters where they do not;
 ``alpha=0`` acts with the strategy head alone.  ``greedy=False`` samples from the softmax
 of the bracket instead.
 """
@@ -59,7 +60,7 @@ class AFlowPolicy:
     def scores(self, observations: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """:math:`\\log\\pi(a|s) + \\alpha(g(s,a) - h(s))` for each observation, shape ``(B, n)``."""
         out = self.model(list(observations))
-        s = out.log_pi + self.alpha * (out.edge_flow - out.log_flow[:, None])
+        s = out.log_pi + self.alpha * (out.soft_q - out.soft_value[:, None])
         return s.numpy().astype(np.float64)
 
     @torch.no_grad()

@@ -21,7 +21,9 @@ Record fields: ``tree``, ``path`` (``"<tree key>/<leaf id>"``), ``t``, ``length`
 :math:`s_t`), ``value`` (:math:`V(s_t)`), ``visits`` (:math:`N(s_t)`), ``q``
 (:math:`Q(s_t,a_t)`), ``n_sa`` (:math:`N(s_t,a_t)`), ``q_all`` / ``visits_all`` (per
 strategy; ``None`` / 0 where untried), ``prior``, ``preferred``, ``negative``, ``done``,
-``success``, ``gave_up``, ``last``, ``path_return`` (:math:`C(s_L) + V(s_L)`).
+``success``, ``gave_up``, ``last``, ``discount`` (:math:`\gamma` of ``cum_reward``) and
+``path_return`` (:math:`C(s_L) + \gamma^L V(s_L)`: the search's estimate of the return of
+dialogues through the leaf, :math:`V(s_L)` being discounted from step :math:`L`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def path_records(tree: Tree, path: Sequence[Node], discount: float = 1.0) -> lis
     scale = 1.0
     rows = []
     c_leaf = tree.cumulative_reward(leaf.id, discount)
+    u_leaf = c_leaf + discount ** (len(path) - 1) * leaf.value
     for t, node in enumerate(path):
         if t > 0:
             cum += scale * node.reward
@@ -121,7 +124,8 @@ def path_records(tree: Tree, path: Sequence[Node], discount: float = 1.0) -> lis
                 "success": node.success,
                 "gave_up": node.gave_up,
                 "last": last,
-                "path_return": float(c_leaf + leaf.value),
+                "discount": float(discount),
+                "path_return": float(u_leaf),
             }
         )
     return rows
