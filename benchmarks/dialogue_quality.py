@@ -160,6 +160,7 @@ def main() -> None:
     p.add_argument("--parallel", action="store_true", help="run the trees at the same time (same load on a busy machine)")
     p.add_argument("--no-openings", action="store_true", help="skip the generated-openings check")
     p.add_argument("--out", default=None, help="folder for the runs and summary.json (default: a temporary folder)")
+    p.add_argument("--openings-only", action="store_true", help="only the generated-openings check (no evaluate runs)")
     p.add_argument("--print-openings", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.print_openings:
@@ -175,6 +176,17 @@ def main() -> None:
         trees.append((f"old ({args.old})", unpack(args.old, work / "old-tree")))
     trees.append((f"new ({args.new})", unpack(args.new, work / "new-tree")) if args.new else ("new (this tree)", HERE))
 
+    if args.openings_only:
+        from esc_env.evaluation.dialogue_quality import is_role_break, opening_on_problem
+
+        for label, tree in trees:
+            rows = openings(tree, args)
+            on = sum(opening_on_problem(*r) for r in rows) / len(rows)
+            broken = sum(is_role_break(r[0], "seeker", prompt_texts(tree)["seeker"]) for r in rows) / len(rows)
+            print(f"{label}: {len(rows)} generated openings, on problem {on:.2f}, role breaks {broken:.2f}")
+            for r in rows:
+                print(f"    [{r[1]}] {r[0]}")
+        return
     print(f"dialogue_quality: {len(trees)} tree(s), {args.episodes} episodes x {args.max_turns} turns, "
           f"seed {args.seed}, threads {args.threads or 'default'}, {'parallel' if args.parallel else 'one after the other'}; "
           f"runs in {work}", flush=True)
