@@ -630,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="run a few short episodes on the embedded model and print the transcripts")
-    demo.add_argument("--backend", default="embedded", help="backend spec (embedded | hf:PATH | openai:URL#model | vllm:MODEL)")
+    demo.add_argument("--backend", default="embedded", help="backend spec (embedded | hf:PATH | openai:URL#model | vllm:embedded | vllm:MODEL)")
     demo.add_argument("--personas", default="builtin", help="persona source (builtin | esconv:valid | esconv:train | FILE)")
     demo.add_argument("--episodes", type=int, default=3, help="number of episodes")
     demo.add_argument("--max-turns", type=int, default=4, help="supporter turns per episode")

@@ -267,7 +267,7 @@ def test_make_backend_openai_spec_parses_urls():
         b.close()
 
 
-# ---- vLLM (not runnable here: no GPU) ---------------------------------------------------
+# ---- vLLM: the missing-package error (vLLM itself runs in tests/test_vllm_*.py, marked `vllm`) ----
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed; the missing-package error cannot occur")
 def test_vllm_missing_names_the_extra():
     with pytest.raises(ImportError, match=r"pip install 'esc-env\[vllm\]'"):

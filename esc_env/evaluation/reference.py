@@ -310,10 +310,11 @@ def supporter_messages(supporter: Any, dialogue: Sequence[Turn], strategy: str |
         if callable(fn):
             return list(fn(list(dialogue), strategy))
     from agents import prompts
+    from agents.supporter import SUPPORTER_MAX_WORDS
 
-    system = prompts.SUPPORTER_SYSTEM
-    if strategy is not None:
-        system += "\n" + prompts.SUPPORTER_STRATEGY.format(name=strategy, definition=supporter.strategies.definition(strategy))
+    block = (prompts.SUPPORTER_STRATEGY.format(name=strategy, definition=supporter.strategies.definition(strategy))
+             if strategy is not None else prompts.SUPPORTER_FREE)
+    system = prompts.SUPPORTER_SYSTEM.format(strategy_block=block, max_words=SUPPORTER_MAX_WORDS)
     chat = as_chat(dialogue, "supporter") or [{"role": "user", "content": prompts.SUPPORTER_CHAT_START}]
     if chat[0]["role"] == "assistant":
         chat = [{"role": "user", "content": prompts.SUPPORTER_CHAT_START}] + chat
