@@ -711,6 +711,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # transformers' per-tensor "Loading weights" bars are noise here and would break one-line
     # errors raised after a model load; HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] not in ("0", "") and "transformers" in sys.modules:
+        # transformers reads the variable once, at import: when it is already imported (main called
+        # from Python, as the tests do), switch its bars off directly
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
