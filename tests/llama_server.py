@@ -15,13 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,17 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.server_process import ServerProcess, free_port  # noqa: F401  (free_port: re-exported)
+
 MODEL_ALIAS = "smollm2"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LlamaServer:
+class LlamaServer(ServerProcess):
     """A ``llama_cpp.server`` subprocess.
 
     Args:
@@ -50,19 +40,17 @@ class LlamaServer:
         extra_args: more command-line options, e.g. ``["--n_threads", "2"]``.
     """
 
+    name = "llama_cpp.server"
+
     def __init__(self, model_path: str | Path, port: int | None = None, n_ctx: int = 2048,
                  startup_timeout: float = 90.0, extra_args: list[str] | None = None) -> None:
+        super().__init__(port=port, startup_timeout=startup_timeout, stop_timeout=10.0)
         self.model_path = str(model_path)
-        self.port = port or free_port()
         self.n_ctx = n_ctx
-        self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args or [])
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.proc: subprocess.Popen | None = None
-        self._log = None
 
-    def start(self) -> "LlamaServer":
-        cmd = [
+    def command(self) -> list[str]:
+        return [
             sys.executable, "-m", "llama_cpp.server",
             "--model", self.model_path,
             "--model_alias", MODEL_ALIAS,
@@ -79,59 +67,6 @@ class LlamaServer:
             "--n_threads_batch", "1",
             *self.extra_args,
         ]
-        self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"llama_cpp.server exited with code {self.proc.returncode} before answering:\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=5) as r:
-                    if r.status == 200 and json.loads(r.read()).get("data"):
-                        return self
-            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"llama_cpp.server did not answer {self.base_url}/models within {self.startup_timeout:g} s:\n"
-                    f"{self.log_tail()}"
-                )
-            time.sleep(0.25)
-
-    def log_tail(self, n: int = 2000) -> str:
-        if self._log is None:
-            return ""
-        try:
-            return Path(self._log.name).read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after 10 s).  Safe to call twice."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            try:
-                os.unlink(self._log.name)
-            except OSError:
-                pass
-            self._log = None
-
-    def __enter__(self) -> "LlamaServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 @pytest.fixture(scope="session")

@@ -19,20 +19,13 @@ one the fixture skips, unless ``ESC_ENV_REQUIRE_VLLM=1`` (CI sets it), where it 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.llama_server import free_port
+from tests.server_process import ServerProcess
 
 MODEL_ALIAS = "smollm2"
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +56,7 @@ def require_vllm(what: str) -> None:
     pytest.skip(msg)
 
 
-class VLLMServer:
+class VLLMServer(ServerProcess):
     """A vLLM server subprocess (in its own process group, so that a stop takes the engine too).
 
     Args:
@@ -75,19 +68,16 @@ class VLLMServer:
         extra_args: more server options (those of ``vllm serve``).
     """
 
+    name = "vllm serve"
+
     def __init__(self, model_path: str | Path, port: int | None = None, max_model_len: int = 2048,
                  startup_timeout: float = 600.0, prefix_caching: bool = True,
                  extra_args: list[str] | None = None) -> None:
+        super().__init__(port=port, startup_timeout=startup_timeout, stop_timeout=20.0)
         self.model_path = str(model_path)
-        self.port = port or free_port()
         self.max_model_len = max_model_len
-        self.startup_timeout = startup_timeout
         self.prefix_caching = prefix_caching
         self.extra_args = list(extra_args or [])
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.proc: subprocess.Popen | None = None
-        self.startup_seconds: float | None = None
-        self._log = None
 
     def command(self) -> list[str]:
         python = vllm_python()
@@ -105,81 +95,10 @@ class VLLMServer:
             *self.extra_args,
         ]
 
-    def start(self) -> "VLLMServer":
-        cmd = self.command()
+    def environment(self) -> dict[str, str]:
         env = {**os.environ, **{k: os.environ.get(k, v) for k, v in CPU_ENV.items()}}
         env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the server runs its engine in its own process
-        self._log = tempfile.NamedTemporaryFile(prefix="vllm-serve-", suffix=".log", delete=False)
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, start_new_session=True)
-        deadline = t0 + self.startup_timeout
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                tail = self.log_tail()
-                self.stop()
-                raise RuntimeError(f"vllm serve exited with code {code} before answering:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=5) as r:
-                    if r.status == 200 and json.loads(r.read()).get("data"):
-                        self.startup_seconds = time.monotonic() - t0
-                        return self
-            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                tail = self.log_tail()
-                self.stop()
-                raise RuntimeError(f"vllm serve did not answer {self.base_url}/models within {self.startup_timeout:g} s:\n{tail}")
-            time.sleep(0.5)
-
-    def log_tail(self, n: int = 3000) -> str:
-        """The log's error lines (the root cause of a failed start is far above its end), then its end."""
-        if self._log is None:
-            return ""
-        try:
-            text = Path(self._log.name).read_text(errors="replace")
-        except OSError:
-            return ""
-        errors = [ln for ln in text.splitlines() if "Error" in ln or "error:" in ln or "Killed" in ln][:20]
-        return ("error lines:\n" + "\n".join(errors) + "\n...\n" if errors else "") + text[-n:]
-
-    def kill(self) -> None:
-        """SIGKILL the server and its engine process at once (a crash, not a shutdown)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL after 20 s.  Safe to call twice."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=20)
-            except ProcessLookupError:
-                pass
-        if self.proc is not None:
-            try:  # the engine process may outlive the API server by a moment
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            try:
-                os.unlink(self._log.name)
-            except OSError:
-                pass
-            self._log = None
-
-    def __enter__(self) -> "VLLMServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return env
 
 
 def start_embedded_server(**kw) -> VLLMServer:
