@@ -44,6 +44,7 @@ import numpy as np
 from .. import prompts as P
 from ..backends.base import LLMBackend
 from ..dialogue import Turn
+from .base import intensity_reward
 
 Conversation = list[dict]
 
@@ -402,6 +403,11 @@ class AffectJudge:
             One ``backend.score`` call for the batch (none when ``n == 0``).
         """
         return self.judge_texts(self.texts(dialogues))
+
+    def reward(self, intensity: float) -> float:
+        """The reward number of one judged intensity (:func:`~agents.judges.base.intensity_reward`:
+        ``(3 - intensity) / 2``), for this judge passed as one more judge of an env."""
+        return intensity_reward(intensity)
 
     def __repr__(self) -> str:
         return f"AffectJudge(design={self.design.name!r}, last_seeker_turns={self.last_seeker_turns})"

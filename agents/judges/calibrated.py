@@ -111,6 +111,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import numpy as np
 
 from ..dialogue import Turn
+from .base import intensity_reward
 from .encoders import TextEncoder, make_encoder
 from .politeness import strip_politeness
 
@@ -579,6 +580,11 @@ class CalibratedAffectJudge:
     def judge_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Intensity of raw seeker texts (each read as one seeker turn); shape ``(n,)``."""
         return self.judge([[Turn("seeker", t if isinstance(t, str) else str(t))] for t in texts])
+
+    def reward(self, intensity: float) -> float:
+        """The reward number of one judged intensity (:func:`~agents.judges.base.intensity_reward`:
+        ``(3 - intensity) / 2``), for this judge passed as one more judge of an env."""
+        return intensity_reward(intensity)
 
     # ---- persistence -------------------------------------------------------------
     def config(self) -> dict:
