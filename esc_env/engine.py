@@ -207,6 +207,22 @@ class DialogueEngine:
 
     ROLE_SUPPORTER, ROLE_SEEKER, ROLE_EMOTION = 1, 2, 3
 
+    @property
+    def rubric_judge(self) -> Any:
+        """``judges.get("rubric")`` (the engine's former slot; read-only)."""
+        return self.judges.get("rubric")
+
+    @property
+    def outcome_judge(self) -> Any:
+        """``judges.get("outcome")`` (the engine's former slot; read-only)."""
+        return self.judges.get("outcome")
+
+    @property
+    def rubric_weights(self) -> dict[str, float]:
+        """The dimension weights that score the ``"rubric"`` judge (see
+        :func:`esc_env.rewards.effective_rubric_weights`); AFlow's search reads them here."""
+        return effective_rubric_weights(self.reward, self.judges.get("rubric"))
+
     def __init__(
         self,
         seeker,
@@ -247,22 +263,6 @@ class DialogueEngine:
             raise ValueError(f"the reward weighs judge(s) {unknown}, which the env does not have; judges: {list(self.judges)}")
         self.reward_fn = reward_fn
         self.success_threshold = success_threshold
-
-    @property
-    def rubric_judge(self) -> Any:
-        """``judges.get("rubric")`` (the engine's former slot; read-only)."""
-        return self.judges.get("rubric")
-
-    @property
-    def outcome_judge(self) -> Any:
-        """``judges.get("outcome")`` (the engine's former slot; read-only)."""
-        return self.judges.get("outcome")
-
-    @property
-    def rubric_weights(self) -> dict[str, float]:
-        """The dimension weights that score the ``"rubric"`` judge (see
-        :func:`esc_env.rewards.effective_rubric_weights`); AFlow's search reads them here."""
-        return effective_rubric_weights(self.reward, self.judges.get("rubric"))
 
     # ---- actions --------------------------------------------------------------------
     def parse_action(self, action: Any) -> ParsedAction:
