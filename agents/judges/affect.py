@@ -44,7 +44,6 @@ import numpy as np
 from .. import prompts as P
 from ..backends.base import LLMBackend
 from ..dialogue import Turn
-from .base import intensity_reward
 
 Conversation = list[dict]
 
@@ -407,6 +406,8 @@ class AffectJudge:
     def reward(self, intensity: float) -> float:
         """The reward number of one judged intensity (:func:`~agents.judges.base.intensity_reward`:
         ``(3 - intensity) / 2``), for this judge passed as one more judge of an env."""
+        from .base import intensity_reward
+
         return intensity_reward(intensity)
 
     def __repr__(self) -> str:

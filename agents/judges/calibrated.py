@@ -111,7 +111,6 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import numpy as np
 
 from ..dialogue import Turn
-from .base import intensity_reward
 from .encoders import TextEncoder, make_encoder
 from .politeness import strip_politeness
 
@@ -584,6 +583,8 @@ class CalibratedAffectJudge:
     def reward(self, intensity: float) -> float:
         """The reward number of one judged intensity (:func:`~agents.judges.base.intensity_reward`:
         ``(3 - intensity) / 2``), for this judge passed as one more judge of an env."""
+        from .base import intensity_reward
+
         return intensity_reward(intensity)
 
     # ---- persistence -------------------------------------------------------------
