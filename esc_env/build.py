@@ -239,10 +239,7 @@ def build_engine(
     judge_names = [name for name, _ in _judge_items(judges)]
     strategy_set = get_strategy_set(strategies)
     reward_cfg, reward_fn = resolve_reward(reward)
-    unweighed = sorted(name for name, w in reward_cfg.judge_weights.items() if w != 0.0 and name not in judge_names)
-    if unweighed:
-        raise ValueError(f"the reward weighs judge(s) {unweighed}, which the env does not have; judges: {judge_names} "
-                         f"(add them with judges=...)")
+    reward_cfg.check_judges(judge_names)  # before any model is loaded
 
     main = shared_backend(backend)
     seeker_llm = shared_backend(seeker_backend) if seeker_backend is not None else main

@@ -27,7 +27,7 @@ from agents.personas import Persona
 from agents.strategies import StrategySet
 
 from .core import EpisodeOverError, Transition
-from .rewards import RESERVED_JUDGE_NAMES, RewardConfig, RewardFn, effective_rubric_weights, judge_value, reward_terms
+from .rewards import RewardConfig, RewardFn, reward_terms
 from .spaces import MAX_UTTERANCE_CHARS, make_observation
 
 _SEED_SPACE = 2**31 - 1
@@ -167,9 +167,6 @@ def _judge_mapping(judges: Mapping[str, Any] | None, **slots: Any) -> dict[str, 
     for name, judge in out.items():
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"judge names must be non-empty strings, got {name!r}")
-        if name in RESERVED_JUDGE_NAMES:
-            raise ValueError(f"a judge may not be named {name!r} (reserved: {list(RESERVED_JUDGE_NAMES)}); "
-                             "the affective state is affect_judge= / seeker_emotion=")
         check_judge(name, judge)
     return out
 
@@ -221,7 +218,7 @@ class DialogueEngine:
     def rubric_weights(self) -> dict[str, float]:
         """The dimension weights that score the ``"rubric"`` judge (see
         :func:`esc_env.rewards.effective_rubric_weights`); AFlow's search reads them here."""
-        return effective_rubric_weights(self.reward, self.judges.get("rubric"))
+        return self.reward.rubric_weights_for(self.judges.get("rubric"))
 
     def __init__(
         self,
@@ -258,9 +255,7 @@ class DialogueEngine:
         self.action_mode = action_mode
         self.max_turns = max_turns
         self.reward = reward or RewardConfig()
-        unknown = sorted(name for name, w in self.reward.judge_weights.items() if w != 0.0 and name not in self.judges)
-        if unknown:
-            raise ValueError(f"the reward weighs judge(s) {unknown}, which the env does not have; judges: {list(self.judges)}")
+        self.reward.check_judges(self.judges)
         self.reward_fn = reward_fn
         self.success_threshold = success_threshold
 
@@ -463,7 +458,7 @@ class DialogueEngine:
             values = {}
             for name, results in extra.items():
                 judges[name] = report(results[i])
-                values[name] = judge_value(self.reward, name, self.judges[name], results[i])
+                values[name] = self.reward.judge_value(name, self.judges[name], results[i])
             terms = reward_terms(self.reward, before, after, success, gave_up, judge_values=values)
             st.truncated = not (success or gave_up) and len(st.rewards) + 1 >= self.max_turns
             info = {

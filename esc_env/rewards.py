@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Union
 
 from agents.judges.base import judge_reward
 from agents.judges.rubric import AFLOW_RUBRIC_WEIGHTS, check_rubric_weights, rubric_value
@@ -101,6 +101,31 @@ class RewardConfig:
     def weight(self, judge: str) -> float:
         """The weight of judge ``judge``'s value (0 when it has none)."""
         return float(self.judge_weights.get(judge, 0.0))
+
+    def check_judges(self, names: Iterable[str]) -> None:
+        """Check an env's judge names against this config.
+
+        Raises:
+            ValueError: a name in :data:`RESERVED_JUDGE_NAMES`, or a non-zero weight of a judge
+                that is not in ``names`` (naming it).
+        """
+        names = list(names)
+        for name in names:
+            if name in RESERVED_JUDGE_NAMES:
+                raise ValueError(f"a judge may not be named {name!r} (reserved: {list(RESERVED_JUDGE_NAMES)}); "
+                                 "the affective state is affect_judge= / seeker_emotion=")
+        missing = sorted(name for name, w in self.judge_weights.items() if w != 0.0 and name not in names)
+        if missing:
+            raise ValueError(f"the reward weighs judge(s) {missing}, which the env does not have; judges: {names} "
+                             "(add them with judges=...)")
+
+    def judge_value(self, name: str, judge: Any, result: Any) -> float:
+        """:func:`judge_value` under this config."""
+        return judge_value(self, name, judge, result)
+
+    def rubric_weights_for(self, judge: Any = None) -> dict[str, float]:
+        """:func:`effective_rubric_weights` under this config."""
+        return effective_rubric_weights(self, judge)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RewardConfig":

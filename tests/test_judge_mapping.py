@@ -273,6 +273,13 @@ def test_bad_judges_are_refused_with_their_name():
         make_env(judges={"affect": WordsJudge()})
     with pytest.raises(ValueError, match=r"judge_weights\['success'\].*not a judge's name"):
         RewardConfig(judge_weights={"success": 1.0})
+    e = make_env().engine
+    from esc_env.engine import DialogueEngine
+
+    with pytest.raises(ValueError, match="a judge may not be named 'success'"):
+        DialogueEngine(e.seeker, e.supporter, e.affect_judge, e.strategies, judges={"success": WordsJudge()})
+    with pytest.raises(TypeError, match="judge 'mine' must have a judge"):
+        DialogueEngine(e.seeker, e.supporter, e.affect_judge, e.strategies, judges={"mine": object()})
     with pytest.raises(TypeError, match=r"judges\['mine'\] must be a built-in judge's name or an object with judge"):
         make_env(judges={"mine": 3})
     with pytest.raises(ValueError, match=r"judges\['mine'\]='rubrik': not a built-in judge"):
