@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from agents.backends import GenerationParams, LLMBackend, make_backend
+from agents.judges import OutcomeJudge, RubricJudge
 from agents.personas import Persona, PersonaBank
 from agents.strategies import StrategySet, get_strategy_set
 
@@ -16,7 +17,15 @@ from .spaces import ACTION_MODES
 _SHARED: dict[str, LLMBackend] = {}
 _SHARED_LOCK = threading.Lock()
 
+#: the judge names ``judges=`` knows as strings: ``"affect"`` (the affective state, always on) and
+#: the built-in judges of :data:`BUILTIN_JUDGES`
 JUDGE_NAMES = ("affect", "rubric", "outcome")
+
+#: built-in judges by name: name -> ``factory(judge_backend)``
+BUILTIN_JUDGES: dict[str, Callable[[LLMBackend], Any]] = {"rubric": RubricJudge, "outcome": OutcomeJudge}
+
+#: what ``judges=`` accepts: names from :data:`JUDGE_NAMES`, or a mapping name -> judge or built-in name
+JudgesSpec = Union[Sequence[str], Mapping[str, Any], str, None]
 
 #: what ``affect_judge`` accepts as a string (``"calibrated:NAME_OR_PATH"`` picks other weights)
 AFFECT_JUDGE_CHOICES = ("auto", "prompted", "calibrated")
@@ -92,6 +101,63 @@ def resolve_affect_judge(spec: Any, judge_llm: LLMBackend, affect_design: str | 
         return _CALIBRATED[key]
 
 
+def _judge_items(spec: JudgesSpec) -> list[tuple[str, Any]]:
+    """``judges=`` as (name, judge object or built-in name) pairs, checked before any model is loaded."""
+    from .rewards import RESERVED_JUDGE_NAMES
+
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        spec = (spec,)
+    if isinstance(spec, Mapping):
+        items = list(spec.items())
+    else:
+        try:
+            names = list(spec)
+        except TypeError:
+            raise TypeError(f"judges must be judge names from {list(JUDGE_NAMES)} or a mapping name -> judge, "
+                            f"got {type(spec).__name__}") from None
+        unknown = [j for j in names if j not in JUDGE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown judge(s) {unknown}; known: {list(JUDGE_NAMES)} (or pass a mapping name -> judge)")
+        items = [(j, j) for j in dict.fromkeys(names) if j != "affect"]  # the affective state is always on
+    for name, judge in items:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"judge names must be non-empty strings, got {name!r}")
+        if name in RESERVED_JUDGE_NAMES:
+            raise ValueError(f"judges[{name!r}]: {name!r} is reserved ({list(RESERVED_JUDGE_NAMES)}); "
+                             "the affect judge that drives the reward is affect_judge=")
+        if isinstance(judge, str):
+            if judge not in BUILTIN_JUDGES:
+                try:
+                    check_affect_judge(judge)
+                except ValueError:
+                    raise ValueError(f"judges[{name!r}]={judge!r}: not a built-in judge; built-in: {sorted(BUILTIN_JUDGES)} "
+                                     f"or an affect judge ({AFFECT_JUDGE_CHOICES}, 'calibrated:NAME_OR_PATH')") from None
+        elif not callable(getattr(judge, "judge", None)):
+            raise TypeError(f"judges[{name!r}] must be a built-in judge's name or an object with judge(dialogues), "
+                            f"got {type(judge).__name__}")
+    return items
+
+
+def resolve_judges(spec: JudgesSpec, judge_llm: LLMBackend) -> dict[str, Any]:
+    """The engine's judges (name -> judge) for ``judges=``.
+
+    * names from :data:`JUDGE_NAMES` (``("affect", "rubric")``): ``"affect"`` is the affective
+      state (always on, see ``affect_judge``); the others are built-in judges under their own names;
+    * a mapping name -> judge: a judge object (:class:`agents.judges.base.Judge`) is used as is;
+      a string is a built-in judge's name (:data:`BUILTIN_JUDGES`) or an affect judge's spec
+      (``"prompted"``, ``"calibrated"``, ``"calibrated:NAME_OR_PATH"``: one more affect judge,
+      reported next to the one that drives the reward), made on ``judge_llm``.
+    """
+    out = {}
+    for name, judge in _judge_items(spec):
+        if isinstance(judge, str):
+            judge = BUILTIN_JUDGES[judge](judge_llm) if judge in BUILTIN_JUDGES else resolve_affect_judge(judge, judge_llm)
+        out[name] = judge
+    return out
+
+
 def shared_backend(spec: "str | LLMBackend") -> LLMBackend:
     """One backend per spec string per process: envs made from the same spec share the model."""
     if isinstance(spec, LLMBackend):
@@ -140,7 +206,7 @@ def build_engine(
     action_mode: str = "strategy",
     max_turns: int | None = None,
     reward: RewardSpec = None,
-    judges: Sequence[str] = ("affect",),
+    judges: JudgesSpec = ("affect",),
     affect_judge: Any = "auto",
     affect_design: str | None = None,
     seeker_params: "GenerationParams | Mapping | None" = None,
@@ -151,7 +217,6 @@ def build_engine(
 ) -> DialogueEngine:
     """Make the agents and the engine; see :class:`esc_env.env.ESCEnv` for the arguments."""
     from agents.emotion import EmotionTracker, resolve_emotion
-    from agents.judges import OutcomeJudge, RubricJudge
     from agents.seeker import SeekerAgent
     from agents.supporter import SupporterAgent
 
@@ -171,12 +236,10 @@ def build_engine(
     if success_threshold is not None and (isinstance(success_threshold, bool) or not isinstance(success_threshold, (int, float))
                                           or not 1.0 <= float(success_threshold) <= 5.0):
         raise ValueError(f"success_threshold must be a number in [1, 5] or None, got {success_threshold!r}")
-    judges = tuple(judges)
-    unknown = [j for j in judges if j not in JUDGE_NAMES]
-    if unknown:
-        raise ValueError(f"unknown judge(s) {unknown}; known: {list(JUDGE_NAMES)}")
+    judge_names = [name for name, _ in _judge_items(judges)]
     strategy_set = get_strategy_set(strategies)
     reward_cfg, reward_fn = resolve_reward(reward)
+    reward_cfg.check_judges(judge_names)  # before any model is loaded
 
     main = shared_backend(backend)
     seeker_llm = shared_backend(seeker_backend) if seeker_backend is not None else main
@@ -200,8 +263,7 @@ def build_engine(
         max_turns=max_turns,
         reward=reward_cfg,
         reward_fn=reward_fn,
-        rubric_judge=RubricJudge(judge_llm) if "rubric" in judges else None,
-        outcome_judge=OutcomeJudge(judge_llm) if "outcome" in judges else None,
+        judges=resolve_judges(judges, judge_llm),
         success_threshold=success_threshold,
         timings=timings,
         emotion=EmotionTracker(seeker_llm, emotion_cfg) if emotion_cfg is not None else None,

@@ -13,12 +13,14 @@ from __future__ import annotations
 import copy
 import numbers
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from agents.backends.base import LLMBackend
+from agents.judges.base import check_judge, report
 from agents.dialogue import Turn, format_dialogue
 from agents.emotion import EmotionTracker, EmotionUpdate, intensity_from_level
 from agents.personas import Persona
@@ -148,6 +150,27 @@ def _share(usage: dict, n: int) -> dict:
     return {k: (v / n if n else 0.0) for k, v in usage.items()}
 
 
+def _judge_mapping(judges: Mapping[str, Any] | None, **slots: Any) -> dict[str, Any]:
+    """``judges`` as a checked dict, with the deprecated ``rubric_judge``/``outcome_judge`` slots in it."""
+    if judges is not None and not isinstance(judges, Mapping):
+        raise TypeError(f"judges must be a mapping name -> judge, got {type(judges).__name__}")
+    out = dict(judges or {})
+    for slot, judge in slots.items():
+        if judge is None:
+            continue
+        name = slot.removesuffix("_judge")
+        warnings.warn(f"DialogueEngine({slot}=...) is deprecated; pass judges={{{name!r}: ...}}",
+                      DeprecationWarning, stacklevel=3)
+        if name in out:
+            raise ValueError(f"judge {name!r} given twice: as {slot}= and in judges")
+        out[name] = judge
+    for name, judge in out.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"judge names must be non-empty strings, got {name!r}")
+        check_judge(name, judge)
+    return out
+
+
 class DialogueEngine:
     """Runs supporter turns for batches of conversations.
 
@@ -160,8 +183,14 @@ class DialogueEngine:
         strategies: the strategy set; action ``i`` is ``strategies[i]``.
         action_mode: ``"strategy"``, ``"text"`` or ``"strategy+text"``.
         max_turns: supporter turns before truncation.
-        reward: the default reward's weights, and an optional user reward function.
-        rubric_judge, outcome_judge: optional extra judges, run every step when given.
+        reward: the default reward's weights (one per judge in ``reward.judge_weights``), and an
+            optional user reward function.
+        judges: name -> judge (:class:`agents.judges.base.Judge`): run every step, in order, each
+            one batched call over the N dialogues; the result for each dialogue is in
+            ``info["judges"][name]``, ``weight * judge.reward(result)`` in
+            ``info["reward_terms"][name]`` and the usage in ``info["usage"][name + "_judge"]``.
+            The affective state (``affect_judge`` / ``emotion``) is not one of them.
+        rubric_judge, outcome_judge: deprecated: ``judges={"rubric": ..., "outcome": ...}``.
         success_threshold: if set, a judged intensity at or below it also counts as relief.
         emotion: an :class:`agents.emotion.EmotionTracker`: the seeker keeps its own emotion
             level (0-100), which replaces the affect judge as the affective state
@@ -174,6 +203,22 @@ class DialogueEngine:
     """
 
     ROLE_SUPPORTER, ROLE_SEEKER, ROLE_EMOTION = 1, 2, 3
+
+    @property
+    def rubric_judge(self) -> Any:
+        """``judges.get("rubric")`` (the engine's former slot; read-only)."""
+        return self.judges.get("rubric")
+
+    @property
+    def outcome_judge(self) -> Any:
+        """``judges.get("outcome")`` (the engine's former slot; read-only)."""
+        return self.judges.get("outcome")
+
+    @property
+    def rubric_weights(self) -> dict[str, float]:
+        """The dimension weights that score the ``"rubric"`` judge (see
+        :func:`esc_env.rewards.effective_rubric_weights`); AFlow's search reads them here."""
+        return self.reward.rubric_weights_for(self.judges.get("rubric"))
 
     def __init__(
         self,
@@ -190,6 +235,7 @@ class DialogueEngine:
         success_threshold: float | None = None,
         timings: bool = False,
         emotion: EmotionTracker | None = None,
+        judges: Mapping[str, Any] | None = None,
     ) -> None:
         if emotion is None and affect_judge is None:
             raise ValueError("DialogueEngine needs an affect_judge or an emotion tracker")
@@ -203,12 +249,13 @@ class DialogueEngine:
         self.seeker = seeker
         self.supporter = supporter
         self.affect_judge = affect_judge
-        self.rubric_judge = rubric_judge
-        self.outcome_judge = outcome_judge
+        #: name -> judge, run every step in this order (see ``judges`` above)
+        self.judges: dict[str, Any] = _judge_mapping(judges, rubric_judge=rubric_judge, outcome_judge=outcome_judge)
         self.strategies = strategies
         self.action_mode = action_mode
         self.max_turns = max_turns
         self.reward = reward or RewardConfig()
+        self.reward.check_judges(self.judges)
         self.reward_fn = reward_fn
         self.success_threshold = success_threshold
 
@@ -381,17 +428,14 @@ class DialogueEngine:
             intensity = judged[:n]
             self._judge_openings(starting, judged[n:])
             usage["judge"] = _share(t.result, n + len(starting))
-        rubric = outcome = None
-        if self.rubric_judge is not None:
-            with _RoleTimer(self.rubric_judge) as t:
-                timers["rubric_judge"] = t
-                rubric = self.rubric_judge.judge([st.turns[:-1] for st in new], [st.turns[-2].strategy for st in new])
-            usage["rubric_judge"] = _share(t.result, n)
-        if self.outcome_judge is not None:
-            with _RoleTimer(self.outcome_judge) as t:
-                timers["outcome_judge"] = t
-                outcome = self.outcome_judge.judge(dialogues)
-            usage["outcome_judge"] = _share(t.result, n)
+        extra: dict[str, Sequence[Any]] = {}
+        for name, judge in self.judges.items():
+            with _RoleTimer(judge) as t:
+                timers[f"{name}_judge"] = t
+                extra[name] = list(judge.judge([list(d) for d in dialogues]))
+            if len(extra[name]) != n:
+                raise ValueError(f"judge {name!r} returned {len(extra[name])} results for {n} dialogues")
+            usage[f"{name}_judge"] = _share(t.result, n)
 
         self.last_seconds = {role: float(t.result["seconds"]) for role, t in timers.items()}
 
@@ -411,14 +455,11 @@ class DialogueEngine:
                 success = bool(r.relieved) or (self.success_threshold is not None and after <= self.success_threshold)
                 gave_up = bool(r.gave_up) and not success
             st.success, st.gave_up = success, gave_up
-            if rubric is not None:
-                judges["rubric"] = dict(rubric[i])
-            if outcome is not None:
-                judges["outcome"] = dict(outcome[i])
-            terms = reward_terms(
-                self.reward, before, after, success, gave_up,
-                rubric=judges.get("rubric"), outcome=judges["outcome"]["value"] if outcome is not None else None,
-            )
+            values = {}
+            for name, results in extra.items():
+                judges[name] = report(results[i])
+                values[name] = self.reward.judge_value(name, self.judges[name], results[i])
+            terms = reward_terms(self.reward, before, after, success, gave_up, judge_values=values)
             st.truncated = not (success or gave_up) and len(st.rewards) + 1 >= self.max_turns
             info = {
                 "strategy": st.turns[-2].strategy,

@@ -117,7 +117,10 @@ class ESCEnv(gym.Env):
     - `action_mode`: `"strategy"`, `"text"` or `"strategy+text"`.
     - `max_turns`: supporter turns per episode (default: the `seeker_emotion` preset's, else 10).
     - `reward`: `RewardConfig`, dict of its fields, or `callable(info) -> float`.
-    - `judges`: judges run every step, from `("affect", "rubric", "outcome")`.
+    - `judges`: more judges run every step: names from `("affect", "rubric", "outcome")`, or a
+      mapping name -> judge (any `agents.judges.Judge`, or a built-in judge's name:
+      `{"rubric": "rubric", "mine": MyJudge()}`); each result is in `info["judges"][name]`, and
+      `RewardConfig(judge_weights={name: w})` adds `w * judge.reward(result)` (weight 0: reported only).
     - `affect_judge`: `"auto"` (default: the calibrated judge when the `encoder` extra is
       installed, else the prompted one), `"prompted"` (`AffectJudge` on the judge backend),
       `"calibrated"` / `"calibrated:NAME_OR_PATH"` (`CalibratedAffectJudge`, trained on ESConv's

@@ -5,7 +5,10 @@
 * :class:`RubricJudge`: quality of the supporter's last utterance on named dimensions.
 * :class:`OutcomeJudge`: PPDPP's worse / same / better / solved outcome.
 
-Each ``judge`` method makes ONE batched ``backend.score`` call.
+Each ``judge`` method makes ONE batched ``backend.score`` call.  Every judge follows the
+:class:`Judge` protocol (``agents/judges/base.py``): ``judge(dialogues)`` gives one result per
+dialogue and ``reward(result)`` the number it is worth, so an environment takes any mapping of
+named judges (``judges={"rubric": RubricJudge(llm), "mine": MyJudge()}``).
 """
 
 from .affect import (
@@ -18,11 +21,13 @@ from .affect import (
     get_affect_design,
     register_affect_design,
 )
+from .base import JudgeResult, Judge, intensity_reward, judge_reward, result_value
 from .outcome import OUTCOME_LABELS, OUTCOME_VALUES, OutcomeJudge
-from .rubric import DEFAULT_DIMENSIONS, RubricJudge
+from .rubric import AFLOW_RUBRIC_WEIGHTS, DEFAULT_DIMENSIONS, RubricJudge, rubric_value
 
 __all__ = [
     "AFFECT_DESIGNS",
+    "AFLOW_RUBRIC_WEIGHTS",
     "DEFAULT_AFFECT_DESIGN",
     "DEFAULT_DIMENSIONS",
     "OUTCOME_LABELS",
@@ -30,10 +35,16 @@ __all__ = [
     "AffectDesign",
     "AffectJudge",
     "ChannelDesign",
+    "Judge",
+    "JudgeResult",
     "LabelDesign",
     "OutcomeJudge",
     "RubricJudge",
     "get_affect_design",
+    "intensity_reward",
+    "judge_reward",
+    "result_value",
+    "rubric_value",
     "register_affect_design",
 ]
 

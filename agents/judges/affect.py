@@ -403,5 +403,12 @@ class AffectJudge:
         """
         return self.judge_texts(self.texts(dialogues))
 
+    def reward(self, intensity: float) -> float:
+        """The reward number of one judged intensity (:func:`~agents.judges.base.intensity_reward`:
+        ``(3 - intensity) / 2``), for this judge passed as one more judge of an env."""
+        from .base import intensity_reward
+
+        return intensity_reward(intensity)
+
     def __repr__(self) -> str:
         return f"AffectJudge(design={self.design.name!r}, last_seeker_turns={self.last_seeker_turns})"

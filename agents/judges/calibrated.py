@@ -580,6 +580,13 @@ class CalibratedAffectJudge:
         """Intensity of raw seeker texts (each read as one seeker turn); shape ``(n,)``."""
         return self.judge([[Turn("seeker", t if isinstance(t, str) else str(t))] for t in texts])
 
+    def reward(self, intensity: float) -> float:
+        """The reward number of one judged intensity (:func:`~agents.judges.base.intensity_reward`:
+        ``(3 - intensity) / 2``), for this judge passed as one more judge of an env."""
+        from .base import intensity_reward
+
+        return intensity_reward(intensity)
+
     # ---- persistence -------------------------------------------------------------
     def config(self) -> dict:
         """The JSON-able description saved next to the weights."""

@@ -8,7 +8,7 @@ into probabilities and reports the most likely label and the expected value.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ class OutcomeJudge:
         context_turns: how many of the most recent turns the judge reads (the first
             seeker turn is always shown too, as the point of comparison).
         max_chars: each utterance shown is cut to this many characters.
+
+    As a :class:`~agents.judges.base.Judge`: ``reward(result)`` is the expected outcome
+    ``result["value"]``, in ``[-1, 1]``.
     """
 
     def __init__(self, backend: LLMBackend, context_turns: int = 10, max_chars: int = 400) -> None:
@@ -86,6 +89,10 @@ class OutcomeJudge:
                 }
             )
         return out
+
+    def reward(self, result: Mapping[str, Any]) -> float:
+        """The reward number of one outcome: its expected value ``result["value"]``."""
+        return float(result["value"])
 
 
 def _cut(s: str, n: int) -> str:

@@ -9,6 +9,8 @@ digits ``1``-``5`` (renormalised over the five), so every score is a finite numb
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +26,10 @@ DEFAULT_DIMENSIONS: dict[str, str] = {
     "strategic_fit": "the reply fits what the seeker needs at this point of the conversation (and carries out the intended strategy, if one is named)",
 }
 """The default quality dimensions: name -> definition."""
+
+AFLOW_RUBRIC_WEIGHTS: dict[str, float] = {"empathy": 0.1, "information": 0.1, "naturalness": 0.1, "strategic_fit": 0.2}
+"""AFlow's weights of the default dimensions (empathy, information, naturalness, strategic fit):
+the weights of :meth:`RubricJudge.reward` by default, and of AFlow's search reward."""
 
 DIGITS = tuple(f" {k}" for k in range(1, 6))
 NO_REPLY = "(the supporter has not said anything yet)"
@@ -45,6 +51,13 @@ class RubricJudge:
         dimensions: name -> definition; default :data:`DEFAULT_DIMENSIONS`.
         context_turns: how many turns before the rated utterance the judge sees.
         max_chars: each utterance shown is cut to this many characters.
+        weights: dimension -> weight of :meth:`reward`; default :data:`AFLOW_RUBRIC_WEIGHTS`
+            with the default dimensions, else ``1 / d`` for each of the ``d`` dimensions.
+            Every name must be a dimension; a dimension left out weighs 0.
+
+    As a :class:`~agents.judges.base.Judge`: ``judge(dialogues)`` rates each dialogue's last
+    supporter turn (``strategies`` defaults to that turn's strategy label) and
+    ``reward(scores)`` is :func:`rubric_value` of the scores with :attr:`weights`.
     """
 
     def __init__(
@@ -53,6 +66,7 @@ class RubricJudge:
         dimensions: Mapping[str, str] | None = None,
         context_turns: int = 6,
         max_chars: int = 500,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
         dims = dict(DEFAULT_DIMENSIONS if dimensions is None else dimensions)
         if not dims:
@@ -62,6 +76,9 @@ class RubricJudge:
                 raise ValueError(f"dimension names and definitions must be non-empty strings, got {name!r}: {definition!r}")
         self.backend = backend
         self.dimensions = dims
+        if weights is None:
+            weights = AFLOW_RUBRIC_WEIGHTS if dimensions is None else {d: 1.0 / len(dims) for d in dims}
+        self.weights: dict[str, float] = check_rubric_weights(weights, "RubricJudge.weights", dims)
         self.context_turns = int(context_turns)
         self.max_chars = int(max_chars)
 
@@ -100,7 +117,8 @@ class RubricJudge:
             dialogues: ``n`` dialogues; a dialogue without a supporter turn is rated as
                 "nothing said" (still a finite score).
             strategies: optional ``n`` intended strategies, shown to the judge (they
-                matter for ``strategic_fit``).
+                matter for ``strategic_fit``); by default the ``strategy`` label of each
+                rated supporter turn (none when it has no label).
 
         Returns:
             ``n`` dicts ``{dimension: score}``, every score a finite float in ``[1, 5]``.
@@ -111,6 +129,8 @@ class RubricJudge:
             raise ValueError(f"got {len(strategies)} strategies for {len(dialogues)} dialogues")
         if not dialogues:
             return []
+        if strategies is None:
+            strategies = [rated_strategy(dlg) for dlg in dialogues]
         d = len(self.dimensions)
         res = self.backend.score(self.conversations(dialogues, strategies), list(DIGITS), assistant_prefix=P.RUBRIC_PREFIX)
         p = res.normalized()
@@ -118,3 +138,43 @@ class RubricJudge:
         values = np.clip(np.where(np.isfinite(values), values, 3.0), 1.0, 5.0).reshape(len(dialogues), d)
         names = list(self.dimensions)
         return [{name: float(row[j]) for j, name in enumerate(names)} for row in values]
+
+    def reward(self, scores: Mapping[str, float]) -> float:
+        """The reward number of one dialogue's scores: :func:`rubric_value` with :attr:`weights`."""
+        return rubric_value(scores, self.weights)
+
+    def __repr__(self) -> str:
+        return f"RubricJudge(dimensions={list(self.dimensions)}, weights={self.weights})"
+
+
+def rated_strategy(turns: Sequence[Turn]) -> str | None:
+    """The strategy label of the last supporter turn (``None`` when there is none)."""
+    for t in reversed(turns):
+        if t.speaker == "supporter":
+            return t.strategy
+    return None
+
+
+def rubric_value(scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """``sum_d w_d * (R_d - 3) / 2`` over the dimensions ``d`` of ``weights`` that ``scores`` has.
+
+    Scores ``R_d`` are on the 1-5 scale, so each dimension adds ``w_d`` times a number in
+    ``[-1, 1]``; with AFlow's weights (sum 0.5) the value lies in ``[-0.5, 0.5]``.
+    """
+    return float(sum(w * (float(scores[d]) - 3.0) / 2.0 for d, w in weights.items() if d in scores))
+
+
+def check_rubric_weights(weights: Mapping[str, float], field: str, dimensions: Sequence[str] | None = None) -> dict[str, float]:
+    """``weights`` as a dict of finite floats; a ``ValueError`` names ``field`` and the bad entry."""
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"{field} must be a mapping dimension -> weight, got {weights!r}")
+    out = {}
+    for d, w in weights.items():
+        if not isinstance(d, str):
+            raise ValueError(f"{field} keys must be dimension names (str), got {d!r}")
+        if dimensions is not None and d not in dimensions:
+            raise ValueError(f"{field}[{d!r}]: {d!r} is not a dimension; dimensions: {list(dimensions)}")
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(float(w)):
+            raise ValueError(f"{field}[{d!r}] must be a finite number, got {w!r}")
+        out[d] = float(w)
+    return out

@@ -70,17 +70,20 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from agents.judges.rubric import AFLOW_RUBRIC_WEIGHTS, check_rubric_weights
+
 from ._io import jsonable
 from .tree import Node, Tree, tree_key
 
-#: AFlow's rubric weights (empathy, information quality, naturalness, strategic efficacy)
-RUBRIC_WEIGHTS: dict[str, float] = {"empathy": 0.1, "information": 0.1, "naturalness": 0.1, "strategic_fit": 0.2}
+#: AFlow's rubric weights (empathy, information quality, naturalness, strategic efficacy): the
+#: rubric judge's own (:data:`agents.judges.rubric.AFLOW_RUBRIC_WEIGHTS`), the default of the search
+RUBRIC_WEIGHTS: Mapping[str, float] = AFLOW_RUBRIC_WEIGHTS
 
 PriorFn = Callable[[list, list], np.ndarray]
 StepRewardFn = Callable[[Any], float]
@@ -119,7 +122,11 @@ class MCTSConfig:
             (AFlow's weighted rubric scores; needs the env's ``"rubric"`` judge) or
             ``"outcome"`` (only at the end: +1 relief, -1 gave up, 0 otherwise).  A
             callable is passed to :class:`BatchedMCTS` instead.
-        rubric_weights: weights of the rubric dimensions for ``reward="rubric"``.
+        rubric_weights: weights of the rubric dimensions for ``reward="rubric"``; ``None``
+            (default): the environment's, which score its rubric reward term
+            (``env.unwrapped.engine.rubric_weights``: ``RewardConfig.rubric_weights``, else the
+            rubric judge's own, AFlow's by default).  :class:`BatchedMCTS` fills them in, so
+            the trees record the weights used.
         prior: ``"uniform"`` or ``"llm"`` (the supporter LLM's strategy probabilities);
             a callable is passed to :class:`BatchedMCTS` instead.
         mode: ``"mcts"``, or ``"random"`` for the random-trajectories ablation.
@@ -143,7 +150,7 @@ class MCTSConfig:
     select: str = "sample"
     rollout_policy: str = "prior"
     reward: str = "env"
-    rubric_weights: Mapping[str, float] = field(default_factory=lambda: dict(RUBRIC_WEIGHTS))
+    rubric_weights: Mapping[str, float] | None = None
     prior: str = "uniform"
     mode: str = "mcts"
     random_paths: int | None = None
@@ -180,7 +187,8 @@ class MCTSConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"MCTSConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        object.__setattr__(self, "rubric_weights", dict(self.rubric_weights))
+        if self.rubric_weights is not None:
+            object.__setattr__(self, "rubric_weights", check_rubric_weights(self.rubric_weights, "MCTSConfig.rubric_weights"))
 
     def n_random_paths(self) -> int:
         """Paths per tree in ``"random"`` mode: ``random_paths``; else, with rollouts to the
@@ -196,7 +204,7 @@ class MCTSConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["rubric_weights"] = dict(self.rubric_weights)
+        d["rubric_weights"] = dict(self.rubric_weights) if self.rubric_weights is not None else None
         return d
 
     @classmethod
@@ -358,6 +366,20 @@ def normalise_prior(p: np.ndarray, n: int, n_strategies: int) -> np.ndarray:
     return np.where(sums > 0, p / np.where(sums > 0, sums, 1.0), 1.0 / n_strategies)
 
 
+def env_rubric_weights(core: Any) -> dict[str, float]:
+    """The rubric dimension weights of an environment's reward: its engine's ``rubric_weights``
+    (the LLM envs), else its ``reward_config``'s (the stage env), else AFlow's."""
+    from esc_env.rewards import effective_rubric_weights
+
+    weights = getattr(getattr(core, "engine", None), "rubric_weights", None)
+    if isinstance(weights, Mapping):
+        return dict(weights)
+    cfg = getattr(core, "reward_config", None)
+    if cfg is not None and hasattr(cfg, "rubric_weights"):
+        return effective_rubric_weights(cfg)
+    return dict(AFLOW_RUBRIC_WEIGHTS)
+
+
 def env_step_reward(t: Any) -> float:
     """The environment's own reward of the step."""
     return float(t.reward)
@@ -499,6 +521,8 @@ class BatchedMCTS:
             self.config = self.config.replace(reward="custom")
         elif reward is not None:
             self.config = self.config.replace(reward=reward)
+        if self.config.rubric_weights is None:
+            self.config = self.config.replace(rubric_weights=env_rubric_weights(self.core))
         self.prior_fn = resolve_prior(prior if prior is not None else self.config.prior, self.core, self.n_strategies)
         self.reward_fn = make_step_reward(reward if reward is not None else self.config.reward, self.config.rubric_weights,
                                           self.config.rubric_normalization)
