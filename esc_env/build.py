@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 from agents.backends import GenerationParams, LLMBackend, make_backend
 from agents.personas import Persona, PersonaBank
+from agents.scales import INTENSITY_HIGH, INTENSITY_LOW
 from agents.strategies import StrategySet, get_strategy_set
 
 from .engine import DialogueEngine
@@ -169,7 +170,7 @@ def build_engine(
         raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
     check_affect_judge(affect_judge, affect_design)
     if success_threshold is not None and (isinstance(success_threshold, bool) or not isinstance(success_threshold, (int, float))
-                                          or not 1.0 <= float(success_threshold) <= 5.0):
+                                          or not INTENSITY_LOW <= float(success_threshold) <= INTENSITY_HIGH):
         raise ValueError(f"success_threshold must be a number in [1, 5] or None, got {success_threshold!r}")
     judges = tuple(judges)
     unknown = [j for j in judges if j not in JUDGE_NAMES]

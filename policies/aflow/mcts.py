@@ -76,7 +76,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._io import jsonable
+from esc_env.fileio import jsonable
 from .tree import Node, Tree, tree_key
 
 #: AFlow's rubric weights (empathy, information quality, naturalness, strategic efficacy)

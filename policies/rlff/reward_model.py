@@ -52,7 +52,7 @@ import numpy as np
 
 from agents.dialogue import Turn, format_dialogue
 
-from .io import atomic_save_safetensors
+from esc_env.fileio import save_safetensors_atomic
 
 HEADS = ("classification", "regression", "ranking")
 
@@ -568,7 +568,7 @@ class FutureRewardModel:
         meta = {"config": json.dumps(asdict(self.config)), "target_mean": repr(self.target_mean),
                 "target_std": repr(self.target_std), "reward_scale": repr(self.reward_scale),
                 "encoder_dim": str(self.encoder.dim), "format": "esc_env.rlff.reward_model/1"}
-        return atomic_save_safetensors(path, tensors, meta)
+        return save_safetensors_atomic(path, tensors, meta)
 
     @classmethod
     def load(cls, path: "str | Path", encoder: "str | TextEncoder | None" = None, backend: Any = None) -> "FutureRewardModel":
