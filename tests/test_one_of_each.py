@@ -199,3 +199,95 @@ def test_score_emits_no_transformers_deprecation(backend):
         logp = torch.log_softmax(tb.model(input_ids=ids.to(tb.device)).logits.float(), -1)[0]
     expected = sum(float(logp[t - 1, ids[0, t]]) for t in range(n_prompt, ids.shape[1]))
     assert multi.logprobs[0, 0] == pytest.approx(expected, abs=1e-3)
+
+
+# ---- one text-encoder stack ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def short_minilm():
+    from agents.text_encoding import MiniLMEncoder
+
+    return MiniLMEncoder(max_length=16)
+
+
+OLD = " ".join(f"word{i}" for i in range(40))  # far more than 16 tokens
+
+
+def test_the_three_encoder_modules_share_one_stack():
+    from agents import text_encoding as te
+    from agents.judges import encoders as judge_encoders
+    from esc_env import wrappers
+    from policies.rlff import reward_model
+
+    assert wrappers.MiniLMEncoder is te.MiniLMEncoder and judge_encoders.MiniLMEncoder is te.MiniLMEncoder
+    assert wrappers.HashingEncoder is te.HashingEncoder and wrappers.BackendEncoder is te.BackendEncoder
+    assert issubclass(judge_encoders.BackendEncoder, te.BackendEncoder)
+    assert wrappers.TextEncoder is te.TextEncoder is judge_encoders.TextEncoder is reward_model.TextEncoder
+    assert wrappers.last_turns is te.last_turns
+    for name in ("MiniLMEncoder", "BackendEncoder", "CachedEncoder"):
+        with pytest.warns(DeprecationWarning, match="agents.text_encoding"):
+            getattr(reward_model, name)
+
+
+def test_left_truncation_keeps_the_newest_text(short_minilm):
+    enc = short_minilm
+    assert enc.truncation_side == "left"
+    # same newest words, different old beginnings: the beginnings are cut, the vectors are equal
+    a, b = enc.encode([f"{OLD} Seeker: I feel alone tonight.", f"other {OLD} Seeker: I feel alone tonight."])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    # same old beginning, different newest words: the vectors differ
+    c, d = enc.encode([f"{OLD} Seeker: I feel alone tonight.", f"{OLD} Seeker: I got the job, I am thrilled!"])
+    assert float(c @ d) < 0.99
+
+
+def test_backend_encoder_truncates_from_the_left(backend):
+    from agents.text_encoding import BackendEncoder
+
+    enc = BackendEncoder(backend, max_length=12)
+    a, b, c = enc.encode([f"{OLD} I feel alone tonight.", f"zebra {OLD} I feel alone tonight.", f"{OLD} I won the lottery!"])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert float(a @ c) < 0.999
+    raw = __import__("agents.judges.encoders", fromlist=["BackendEncoder"]).BackendEncoder(backend)
+    v = raw.encode(["I lost my job."])[0]
+    assert abs(float(np.linalg.norm(v)) - 1.0) > 1e-3  # the judges' backend vectors stay raw (not normalised)
+
+
+def test_reward_model_reads_the_newest_context_and_the_reply():
+    """The pair text puts the reply last and is cut from the left: with a context much longer than
+    the encoder's 256 tokens, the newest turn and the reply still change the features (the old
+    layout, reply first and cut from the right, dropped the newest turns)."""
+    from agents.dialogue import Turn
+    from policies.rlff.reward_model import FutureRewardModel, pair_text
+
+    long_old = [Turn("seeker" if i % 2 == 0 else "supporter", OLD) for i in range(5)]
+    ctx_a = long_old + [Turn("seeker", "My dog died this morning.")]
+    ctx_b = long_old + [Turn("seeker", "I passed my driving test!")]
+    assert pair_text(ctx_a, "reply", 6).endswith("Supporter reply: reply")
+    rm = FutureRewardModel("minilm")
+    fa, fb = rm.features([ctx_a, ctx_b], ["I'm so sorry.", "I'm so sorry."])
+    d = rm.encoder.dim
+    assert not np.allclose(fa[:d], fb[:d], atol=1e-4)  # the newest turn is read
+    f1, f2 = rm.features([ctx_a, ctx_a], ["I'm so sorry.", "Congratulations!"])
+    assert not np.allclose(f1[:d], f2[:d], atol=1e-4)  # so is the reply
+
+
+def test_reward_model_files_of_the_old_layout_load_with_it(tmp_path: Path):
+    from safetensors import safe_open
+
+    from agents.dialogue import Turn
+    from policies.rlff.reward_model import FutureRewardModel, TrainConfig
+
+    recs = [{"prefix_id": f"p{i}", "context": [Turn("seeker", f"I feel low {i}.").to_dict()], "candidate": c,
+             "mean": y, "rewards": [y]}
+            for i in range(4) for c, y in (("That sounds so hard.", 0.5), ("Whatever.", -0.5))]
+    rm = FutureRewardModel("minilm", head="regression", hidden=8)
+    rm.fit(recs, TrainConfig(epochs=2, eval_fraction=0.0))
+    new = FutureRewardModel.load(rm.save(tmp_path / "new.safetensors"))
+    assert not new.reply_first and new.encoder.truncation_side == "left"
+    rm.reply_first = True  # what a model saved before left truncation looks like
+    path = rm.save(tmp_path / "old.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["format"] == "esc_env.rlff.reward_model/1"
+    old = FutureRewardModel.load(path)
+    assert old.reply_first and old.encoder.truncation_side == "right"
+    ctx = [[Turn("seeker", "I lost my job.")]]
+    assert old.score(ctx, ["I'm sorry."]) == pytest.approx(rm.score(ctx, ["I'm sorry."]), abs=1e-6)
