@@ -291,3 +291,14 @@ def test_reward_model_files_of_the_old_layout_load_with_it(tmp_path: Path):
     assert old.reply_first and old.encoder.truncation_side == "right"
     ctx = [[Turn("seeker", "I lost my job.")]]
     assert old.score(ctx, ["I'm sorry."]) == pytest.approx(rm.score(ctx, ["I'm sorry."]), abs=1e-6)
+
+
+def test_aflow_sentence_encoder_is_the_shared_minilm():
+    from agents.text_encoding import MiniLMEncoder
+    from policies.aflow.model import SentenceEncoder
+
+    enc = SentenceEncoder(max_length=16)
+    assert isinstance(enc.encoder, MiniLMEncoder) and enc.encoder.truncation_side == "left"
+    v = enc.encode([f"{OLD} I feel alone tonight.", f"zebra {OLD} I feel alone tonight."])
+    assert v.shape == (2, 384) and not any(p.requires_grad for p in enc.parameters())
+    assert float((v[0] - v[1]).abs().max()) < 1e-5  # only the (cut) beginnings differ
