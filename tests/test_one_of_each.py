@@ -302,3 +302,26 @@ def test_aflow_sentence_encoder_is_the_shared_minilm():
     v = enc.encode([f"{OLD} I feel alone tonight.", f"zebra {OLD} I feel alone tonight."])
     assert v.shape == (2, 384) and not any(p.requires_grad for p in enc.parameters())
     assert float((v[0] - v[1]).abs().max()) < 1e-5  # only the (cut) beginnings differ
+
+
+def test_score_through_a_peft_model_emits_no_transformers_deprecation(backend):
+    """RLFF scores strategy names through its LoRA-wrapped policy model (a peft model whose
+    forward takes ``**kwargs``): the cache argument is named after the base model's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from agents.backends.transformers_backend import TransformersBackend
+
+    base = AutoModelForCausalLM.from_pretrained(backend.model_path, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    tb = TransformersBackend(backend.model_path, device="cpu", model=model, tokenizer=backend.tokenizer)
+    assert tb._cache_kwarg == "cache"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lp = tb.score([[{"role": "user", "content": "I failed my exam."}]], [[" Question", " Reflection of feelings"]]).logprobs
+    bad = [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not bad, [str(w.message) for w in bad]
+    # LoRA starts at zero: the wrapped model scores exactly like the plain one
+    np.testing.assert_allclose(lp, backend.score([[{"role": "user", "content": "I failed my exam."}]],
+                                                 [[" Question", " Reflection of feelings"]]).logprobs, atol=1e-3)

@@ -237,7 +237,11 @@ class TransformersBackend(LLMBackend):
         if name is None:
             import inspect
 
-            params = inspect.signature(self.model.forward).parameters
+            model = self.model
+            get_base = getattr(model, "get_base_model", None)  # a peft model forwards **kwargs to its base
+            if callable(get_base):
+                model = get_base()
+            params = inspect.signature(model.forward).parameters
             name = "cache" if "cache" in params else "past_key_values"
             self._cache_kwarg_name = name
         return name
