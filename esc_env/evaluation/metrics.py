@@ -1,9 +1,10 @@
 """Metric functions of the evaluation harness: plain functions of plain data.
 
-Confidence intervals (all 95% by default).  These two functions are the project's only
-interval formulas: every harness (``esc-env evaluate``, ``policies.aflow.run_policy``, the
-stage env's evaluation, the RLFF evaluation, ``benchmarks/*``) calls them, so one policy gets
-one interval whichever harness ran it.
+Confidence intervals (all 95% by default).  These two functions are the project's
+interval formulas: the harnesses (``esc-env evaluate``, ``policies.aflow.run_policy``, the
+RLFF evaluation, ``examples/train_ppo_sb3.py``, ``benchmarks/reward_hacking.py`` and
+``benchmarks/aflow_diagnostics.py``) call them, so one policy gets one interval whichever
+harness ran it.
 
 * **means** (return, intensity change, turns, rubric scores): Student's *t*-interval,
   ``mean +- t_{0.975, n-1} * s / sqrt(n)`` with the sample standard deviation ``s``
