@@ -24,7 +24,7 @@ import numpy as np
 
 
 def summary(args: argparse.Namespace) -> None:
-    from scipy import stats
+    from esc_env.evaluation.metrics import mean_ci
 
     rows: dict[str, dict[int, float]] = {}  # row -> training seed -> mean return (a seed's variants may be split over run dirs)
     opt = None
@@ -50,7 +50,8 @@ def summary(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|")
     for k, by_seed in rows.items():
         a = np.array([by_seed[s] for s in sorted(by_seed)])
-        half = stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else float("nan")
+        iv = mean_ci(a)
+        half = (iv.high - iv.low) / 2
         gap = f"{a.mean() - opt:+.3f}" if opt is not None else ""
         print(f"| {k} | {len(a)} | {a.mean():+.3f} | +- {half:.3f} | {gap} | {' '.join(f'{s}:{by_seed[s]:+.3f}' for s in sorted(by_seed))} |")
     print()
@@ -61,7 +62,8 @@ def summary(args: argparse.Namespace) -> None:
         if len(common) < 2:
             continue
         d = np.array([rows[x][s] - rows[y][s] for s in common])
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        iv = mean_ci(d)
+        half = (iv.high - iv.low) / 2
         print(f"| {x} - {y} | {len(d)} | {d.mean():+.3f} | +- {half:.3f} |")
 
 

@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     from esc_env.datasets import load_esconv
     from esc_env.env import ESCEnv
     from policies.rlff.evaluate import fmt_interval
-    from policies.rlff.io import atomic_write_json, read_jsonl
+    from esc_env.fileio import read_jsonl, write_json_atomic
     from policies.rlff.reward_model import TrainConfig, cross_validate_heads
     from policies.rlff.simulator import FutureSimulator, future_reward_spread, prefixes_from_esconv
 
@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
                       f"{r['pair_accuracy']:.3f} [{r['pair_accuracy_ci'][0]:.3f}, {r['pair_accuracy_ci'][1]:.3f}] "
                       f"over {r['n_pairs']} pairs", flush=True)
         results[name] = res
-    atomic_write_json(out / "future_reward_noise.json", results)
+    write_json_atomic(out / "future_reward_noise.json", results, indent=2, sort_keys=True)
     return results
 
 

@@ -22,7 +22,7 @@ import torch
 
 import esc_env  # noqa: F401  (registers the environments)
 from policies.aflow import BatchedMCTS, MCTSConfig
-from policies.aflow._io import write_json_atomic
+from esc_env.fileio import write_json_atomic
 
 
 def measure(env, cfg: MCTSConfig, starts: list[tuple[str | None, int]], prior: str) -> dict:

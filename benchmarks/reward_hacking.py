@@ -241,15 +241,18 @@ def probe(judge, pairs: Sequence[tuple[str, str, str]] | None = None) -> dict[st
 
 
 def mean_ci(x: Sequence[float], level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """Mean and Student-t confidence interval of ``x`` (interval NaN with fewer than 2 values)."""
-    from scipy import stats
+    """Mean and Student-t confidence interval of ``x`` as ``(mean, (low, high))``.
+
+    The interval is :func:`esc_env.evaluation.metrics.mean_ci` (the one formula of every
+    harness); NaN with fewer than 2 values, and the mean NaN with none.
+    """
+    from esc_env.evaluation.metrics import mean_ci as _mean_ci
 
     x = np.asarray(x, dtype=np.float64)
-    m = float(x.mean()) if len(x) else float("nan")
-    if len(x) < 2:
-        return m, (float("nan"), float("nan"))
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, (m - half, m + half)
+    if len(x) == 0:
+        return float("nan"), (float("nan"), float("nan"))
+    iv = _mean_ci(x, level)
+    return iv.value, (iv.low, iv.high)
 
 
 # ---- scoring a transcript --------------------------------------------------------------------

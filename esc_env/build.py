@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 from agents.backends import GenerationParams, LLMBackend, make_backend
 from agents.judges import OutcomeJudge, RubricJudge
 from agents.personas import Persona, PersonaBank
+from agents.scales import INTENSITY_HIGH, INTENSITY_LOW
 from agents.strategies import StrategySet, get_strategy_set
 
 from .engine import DialogueEngine
@@ -234,7 +235,7 @@ def build_engine(
         raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
     check_affect_judge(affect_judge, affect_design)
     if success_threshold is not None and (isinstance(success_threshold, bool) or not isinstance(success_threshold, (int, float))
-                                          or not 1.0 <= float(success_threshold) <= 5.0):
+                                          or not INTENSITY_LOW <= float(success_threshold) <= INTENSITY_HIGH):
         raise ValueError(f"success_threshold must be a number in [1, 5] or None, got {success_threshold!r}")
     judge_names = [name for name, _ in _judge_items(judges)]
     strategy_set = get_strategy_set(strategies)

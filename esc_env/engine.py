@@ -24,6 +24,7 @@ from agents.judges.base import check_judge, report
 from agents.dialogue import Turn, format_dialogue
 from agents.emotion import EmotionTracker, EmotionUpdate, intensity_from_level
 from agents.personas import Persona
+from agents.scales import INTENSITY_HIGH, INTENSITY_LOW
 from agents.strategies import StrategySet
 
 from .core import EpisodeOverError, Transition
@@ -327,7 +328,7 @@ class DialogueEngine:
     def _judge_openings(states: Sequence[EpisodeState], judged) -> None:
         for st, x in zip(states, judged):
             if np.isfinite(x):
-                st.intensities[0] = float(np.clip(x, 1.0, 5.0))
+                st.intensities[0] = float(np.clip(x, INTENSITY_LOW, INTENSITY_HIGH))
 
     def states_from_dialogues(
         self, personas: Sequence[Persona], dialogues: Sequence[Sequence[Turn]], seeds: Sequence[int]
@@ -443,7 +444,7 @@ class DialogueEngine:
         out = []
         for i, (st, r) in enumerate(zip(new, replies)):
             before = st.intensity
-            after = float(np.clip(intensity[i], 1.0, 5.0)) if np.isfinite(intensity[i]) else before
+            after = float(np.clip(intensity[i], INTENSITY_LOW, INTENSITY_HIGH)) if np.isfinite(intensity[i]) else before
             st.intensities.append(after)
             judges: dict[str, Any] = {"affect": after}
             if updates is not None:  # the thresholds on the seeker's own level decide

@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+# the ESConv survey scale of emotional intensity, defined once in agents.scales
+from agents.scales import INTENSITY_HIGH, INTENSITY_LOW
+
 #: most characters of dialogue kept in an observation (the oldest text is dropped first)
 MAX_DIALOGUE_CHARS = 16_000
 #: longest supporter utterance accepted as an action
 MAX_UTTERANCE_CHARS = 1_000
-#: the ESConv survey scale of emotional intensity
-INTENSITY_LOW, INTENSITY_HIGH = 1.0, 5.0
 
 _SAMPLE_CHARSET = string.ascii_letters + string.digits + " .,!?'-"
 

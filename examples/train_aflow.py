@@ -44,7 +44,7 @@ from policies.aflow import (
     run_policy,
     write_records,
 )
-from policies.aflow._io import write_json_atomic
+from esc_env.fileio import write_json_atomic
 from policies.aflow.evaluate import format_table, stage_optimum
 from policies.aflow.trajectories import read_records, summary
 

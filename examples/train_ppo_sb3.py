@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -99,11 +98,11 @@ class EvalResult:
     successes: np.ndarray
 
     def summary(self) -> str:
-        n = len(self.returns)
-        ci = 1.96 * self.returns.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan")
-        sr = self.successes.mean()
-        sci = 1.96 * math.sqrt(sr * (1 - sr) / n)
-        return f"return {self.returns.mean():+.3f} +- {ci:.3f}   success {100 * sr:5.1f}% +- {100 * sci:.1f}   (n={n})"
+        """Mean return (95% t-interval) and success rate (95% Wilson interval): the project's one CI formula."""
+        from esc_env.evaluation.metrics import mean_ci, proportion_ci
+
+        ret, sr = mean_ci(self.returns), proportion_ci(self.successes)
+        return f"return {ret.format()}   success {sr.format(percent=True)}   (n={ret.n})"
 
 
 def evaluate(env: gym.Env, act, episodes: int, seed: int) -> EvalResult:

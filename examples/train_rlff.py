@@ -119,7 +119,7 @@ def main(argv=None) -> dict:
     from agents.judges.rubric import RubricJudge
     from policies.rlff.evaluate import env_comparison, fmt_interval, heldout_judge_comparison, rm_score_comparison
     from policies.rlff.grpo import GRPOConfig, RLFFTrainer, format_warmup, warmup_examples
-    from policies.rlff.io import atomic_write_json
+    from esc_env.fileio import write_json_atomic
     from policies.rlff.policy import RLFFPolicy
     from policies.rlff.reward_model import FutureRewardModel, TrainConfig, cross_validate_heads, records_to_arrays
     from policies.rlff.simulator import FutureSimulator, future_reward_spread, prefixes_from_esconv
@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
     print(f"[simulate] within-prefix variance of candidate means {fmt_interval(spread['within_prefix_variance'], 4)}; "
           f"variance of paired rollout differences {fmt_interval(spread['paired_difference_variance'], 4)}; "
           f"rollout variance {fmt_interval(spread['rollout_variance'], 4)}")
-    atomic_write_json(out / "future_spread.json", spread)
+    write_json_atomic(out / "future_spread.json", spread, indent=2, sort_keys=True)
     timings["simulate"] = time.perf_counter() - t0
     if args.stop_after == "simulate":
         return {"records": len(records), "timings_s": timings}
@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
                     print(f"[reward model] {args.rm_folds}-fold CV, {target:7s} target, {head:14s} pair accuracy "
                           f"{r['pair_accuracy']:.3f} [{r['pair_accuracy_ci'][0]:.3f}, {r['pair_accuracy_ci'][1]:.3f}] "
                           f"over {r['n_pairs']} pairs, pearson {r['pearson']:+.3f}{extra}")
-        atomic_write_json(out / "rm_metrics.json", rm_metrics)
+        write_json_atomic(out / "rm_metrics.json", rm_metrics, indent=2, sort_keys=True)
     timings["reward_model"] = time.perf_counter() - t0
     if args.stop_after == "reward_model":
         return {"rm_metrics": rm_metrics, "timings_s": timings}
@@ -264,7 +264,7 @@ def main(argv=None) -> dict:
                "env_eval": {k: {m: v[m] for m in ("success_rate", "avg_turns", "intensity_change", "return", "give_up_rate")}
                             for k, v in env_eval.items()},
                "grpo_history": history, "timings_s": timings}
-    atomic_write_json(out / "eval.json", summary)
+    write_json_atomic(out / "eval.json", summary, indent=2, sort_keys=True)
     print(f"[done] {timings['total']:.0f} s ({', '.join(f'{k} {v:.0f}s' for k, v in timings.items() if k != 'total')}); "
           f"results in {out / 'eval.json'}")
     return summary

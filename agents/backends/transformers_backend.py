@@ -51,6 +51,13 @@ class OpenAIPenalties:
         return scores - self.frequency_penalty * counts - self.presence_penalty * (counts > 0).to(scores.dtype)
 
 
+def _output_cache(res):
+    """The KV cache of a model output: ``res["cache"]`` on transformers 5.x (reading
+    ``res.past_key_values`` there logs a deprecation warning), ``res["past_key_values"]`` on 4.x."""
+    keys = res.keys()
+    return res["cache"] if "cache" in keys else res["past_key_values"]
+
+
 class TransformersBackend(LLMBackend):
     """Any local Hugging Face causal LM (a folder with weights and a chat template).
 
@@ -219,8 +226,25 @@ class TransformersBackend(LLMBackend):
                         for j, ids in enumerate(cand_ids[i]):
                             out[i, j] = first[r, ids[0]].item()
                     continue
-                out[rows] = self._score_multi(enc, res.past_key_values, first, [cand_ids[i] for i in rows])
+                out[rows] = self._score_multi(enc, _output_cache(res), first, [cand_ids[i] for i in rows])
         return ScoreResult(out, "exact")
+
+    @property
+    def _cache_kwarg(self) -> str:
+        """The name of the model's KV-cache argument: ``cache`` (transformers 5.x, where
+        ``past_key_values`` is deprecated and goes in 5.40) or ``past_key_values`` (4.x)."""
+        name = getattr(self, "_cache_kwarg_name", None)
+        if name is None:
+            import inspect
+
+            model = self.model
+            get_base = getattr(model, "get_base_model", None)  # a peft model forwards **kwargs to its base
+            if callable(get_base):
+                model = get_base()
+            params = inspect.signature(model.forward).parameters
+            name = "cache" if "cache" in params else "past_key_values"
+            self._cache_kwarg_name = name
+        return name
 
     def _score_multi(self, enc, cache, first_logprobs, cand_ids) -> np.ndarray:
         """Score multi-token candidates by reusing the prompt's KV cache for each one."""
@@ -244,8 +268,8 @@ class TransformersBackend(LLMBackend):
             input_ids=cand,
             attention_mask=torch.cat([prompt_mask, cand_mask], dim=-1),
             position_ids=positions,
-            past_key_values=cache,
             use_cache=False,
+            **{self._cache_kwarg: cache},
         )
         logp = torch.log_softmax(res.logits.float(), dim=-1)  # (b*k, L, V)
         first = first_logprobs.repeat_interleave(k, dim=0)
@@ -256,20 +280,37 @@ class TransformersBackend(LLMBackend):
         return total.view(b, k).cpu().numpy().astype(np.float64)
 
     # ---- embeddings ---------------------------------------------------------------
-    def embed(self, texts: Sequence[str], max_length: int = 256) -> np.ndarray:
-        """Mean-pooled last hidden states, shape ``(len(texts), hidden_size)``."""
+    def embed(self, texts: Sequence[str], max_length: int = 256, truncation_side: str = "left") -> np.ndarray:
+        """Mean-pooled last hidden states, shape ``(len(texts), hidden_size)``.
+
+        Args:
+            texts: the texts.
+            max_length: most tokens read per text.
+            truncation_side: which end of a longer text is cut: ``"left"`` (default: the
+                beginning, so the newest turns of a dialogue survive) or ``"right"``.
+        """
         import torch
 
+        if truncation_side not in ("left", "right"):
+            raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
         chunks = []
         with self._model_lock, torch.inference_mode():
-            for start in range(0, len(texts), self.max_batch_size):
-                enc = self.tokenizer(
-                    texts[start : start + self.max_batch_size],
-                    return_tensors="pt", padding=True, truncation=True, max_length=max_length,
-                ).to(self.device)
+            side = self.tokenizer.truncation_side
+            self.tokenizer.truncation_side = truncation_side
+            try:
+                encs = [
+                    self.tokenizer(
+                        texts[start : start + self.max_batch_size],
+                        return_tensors="pt", padding=True, truncation=True, max_length=max_length,
+                    ).to(self.device)
+                    for start in range(0, len(texts), self.max_batch_size)
+                ]
+            finally:
+                self.tokenizer.truncation_side = side
+            for enc in encs:
                 res = self.model(
                     **enc, position_ids=self._position_ids(enc["attention_mask"]), output_hidden_states=True,
                     use_cache=False,

@@ -44,10 +44,11 @@ import numpy as np
 from .. import prompts as P
 from ..backends.base import LLMBackend
 from ..dialogue import Turn
+from ..scales import INTENSITY_HIGH, INTENSITY_LOW, INTENSITY_NEUTRAL
 
 Conversation = list[dict]
 
-MIN_LEVEL, MAX_LEVEL, NEUTRAL_LEVEL = 1.0, 5.0, 3.0
+MIN_LEVEL, MAX_LEVEL, NEUTRAL_LEVEL = INTENSITY_LOW, INTENSITY_HIGH, INTENSITY_NEUTRAL
 
 #: placeholder shown to the judge when the dialogue has no seeker text at all
 EMPTY_SEEKER_TEXT = "(the person has not said anything)"

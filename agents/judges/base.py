@@ -44,9 +44,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..dialogue import Turn
+from ..scales import INTENSITY_NEUTRAL
 
 #: the intensity that :func:`intensity_reward` maps to 0 (the middle of the 1-5 scale)
-NEUTRAL_INTENSITY = 3.0
+NEUTRAL_INTENSITY = INTENSITY_NEUTRAL
 
 
 @runtime_checkable

@@ -111,10 +111,11 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import numpy as np
 
 from ..dialogue import Turn
+from ..scales import INTENSITY_HIGH, INTENSITY_LOW, INTENSITY_NEUTRAL
 from .encoders import TextEncoder, make_encoder
 from .politeness import strip_politeness
 
-MIN_LEVEL, MAX_LEVEL, NEUTRAL_LEVEL = 1.0, 5.0, 3.0
+MIN_LEVEL, MAX_LEVEL, NEUTRAL_LEVEL = INTENSITY_LOW, INTENSITY_HIGH, INTENSITY_NEUTRAL
 
 #: folder of the weights shipped with the package
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

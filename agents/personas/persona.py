@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..scales import INTENSITY_HIGH, INTENSITY_LOW
+
 STYLE_TRAITS = ("guarded", "talkative", "anxious", "angry", "hopeless", "polite", "skeptical", "tearful", "terse")
 
 
@@ -57,7 +59,7 @@ class Persona:
             if not isinstance(v, str) or not v.strip():
                 raise PersonaError(f"must be a non-empty string, got {v!r}", record=getattr(self, "id", None) or None, field=name)
         iv = self.initial_intensity
-        if isinstance(iv, bool) or not isinstance(iv, int) or not 1 <= iv <= 5:
+        if isinstance(iv, bool) or not isinstance(iv, int) or not INTENSITY_LOW <= iv <= INTENSITY_HIGH:
             raise PersonaError(f"must be an integer from 1 to 5, got {iv!r}", record=self.id, field="initial_intensity")
         if self.opening is not None and (not isinstance(self.opening, str) or not self.opening.strip()):
             raise PersonaError(f"must be a non-empty string or null, got {self.opening!r}", record=self.id, field="opening")

@@ -1,10 +1,17 @@
 """Metric functions of the evaluation harness: plain functions of plain data.
 
-Confidence intervals (all 95% by default):
+Confidence intervals (all 95% by default).  These two functions are the project's
+interval formulas: the harnesses (``esc-env evaluate``, ``policies.aflow.run_policy``, the
+RLFF evaluation, ``examples/train_ppo_sb3.py``, ``benchmarks/reward_hacking.py`` and
+``benchmarks/aflow_diagnostics.py``) call them, so one policy gets one interval whichever
+harness ran it.
 
 * **means** (return, intensity change, turns, rubric scores): Student's *t*-interval,
   ``mean +- t_{0.975, n-1} * s / sqrt(n)`` with the sample standard deviation ``s``
-  (``ddof=1``); with one value the interval is ``(nan, nan)``.
+  (``ddof=1``); with one value the interval is ``(nan, nan)``.  The *t* quantile, not the
+  normal 1.96, because evaluations here are small (10-100 episodes): at ``n = 10`` the
+  quantile is 2.262, so ``1.96`` would give an interval 13% too narrow; for large ``n``
+  the two agree (2.009 at ``n = 50``, 1.984 at ``n = 100``).
 * **rates** (success rate, give-up rate): the Wilson score interval, which stays inside
   [0, 1] and is sensible at 0% and 100% where the normal approximation collapses to a point.
 

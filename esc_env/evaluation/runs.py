@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from esc_env.fileio import jsonable, write_json_atomic
+
 __all__ = [
     "jsonable",
     "write_json",
@@ -38,33 +40,12 @@ _PACKAGES = ("esc-env", "gymnasium", "numpy", "scipy", "torch", "transformers", 
              "rouge-score", "nltk", "matplotlib", "tensorboard", "openai", "vllm")
 
 
-def jsonable(x: Any) -> Any:
-    """``x`` with numpy values as Python values and non-finite floats as ``None``."""
-    import numpy as np
-
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return jsonable(x.item())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def write_json(path: "str | os.PathLike", data: Any) -> Path:
-    """Write ``jsonable(data)`` as indented JSON (strict: no NaN), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(jsonable(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``jsonable(data)`` as indented JSON (strict: NaN written as ``null``), atomically.
+
+    :func:`jsonable` is :func:`esc_env.fileio.jsonable` (its contract is documented there).
+    """
+    return write_json_atomic(path, data, indent=2)
 
 
 def package_versions(names: Sequence[str] = _PACKAGES) -> dict[str, str | None]:

@@ -106,7 +106,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.nn import functional as F
 
-from ._io import save_safetensors_atomic, write_json_atomic
+from esc_env.fileio import save_safetensors_atomic, write_json_atomic
 from .model import AFlowModel, ModelConfig
 from .trajectories import group_paths
 

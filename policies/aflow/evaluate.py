@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from esc_env.evaluation.metrics import Interval, mean_ci, proportion_ci
+
 
 @dataclass
 class EvalResult:
-    """Returns of ``n`` seeded episodes, with 95% confidence half-widths (normal approximation)."""
+    """Returns of ``n`` seeded episodes, with 95% confidence intervals.
+
+    The intervals are the project's one formula (:mod:`esc_env.evaluation.metrics`):
+    Student's t for the mean return, Wilson for the success rate, so a policy gets the
+    same interval here as from ``esc-env evaluate``.
+    """
 
     name: str
     returns: np.ndarray
@@ -30,16 +37,32 @@ class EvalResult:
         return float(np.mean(self.returns))
 
     @property
+    def return_ci(self) -> Interval:
+        """Mean return with its 95% Student-t interval (:func:`~esc_env.evaluation.metrics.mean_ci`)."""
+        return mean_ci(self.returns) if self.n else Interval(float("nan"), float("nan"), float("nan"), 0)
+
+    @property
     def ci95(self) -> float:
-        return mean_ci95(self.returns)[1]
+        """Half-width of :attr:`return_ci` (``nan`` for fewer than 2 episodes)."""
+        iv = self.return_ci
+        return float((iv.high - iv.low) / 2.0)
 
     @property
     def success_rate(self) -> float:
         return float(np.mean(self.successes))
 
+    @property
+    def success_ci(self) -> Interval:
+        """Success rate with its 95% Wilson interval (:func:`~esc_env.evaluation.metrics.proportion_ci`)."""
+        return proportion_ci(self.successes) if self.n else Interval(float("nan"), float("nan"), float("nan"), 0)
+
     def as_dict(self) -> dict:
+        """Plain-data summary; ``return_ci``/``success_ci`` are ``[low, high]``, ``return_ci95`` the
+        t-interval's half-width and ``success_ci95`` half the Wilson interval's width."""
+        r, s = self.return_ci, self.success_ci
         return {"name": self.name, "episodes": self.n, "mean_return": self.mean, "return_ci95": self.ci95,
-                "success_rate": self.success_rate, "success_ci95": 1.96 * math.sqrt(self.success_rate * (1 - self.success_rate) / max(1, self.n)),
+                "return_ci": [r.low, r.high], "success_rate": self.success_rate,
+                "success_ci95": float((s.high - s.low) / 2.0), "success_ci": [s.low, s.high],
                 "give_up_rate": float(np.mean(self.gave_up)), "mean_turns": float(np.mean(self.turns)), "note": self.note, **self.extra}
 
     def row(self) -> str:
@@ -49,11 +72,18 @@ class EvalResult:
 
 
 def mean_ci95(x: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% confidence half-width ``1.96 * sd / sqrt(n)`` (``nan`` for n < 2)."""
+    """Deprecated: use :func:`esc_env.evaluation.metrics.mean_ci`.
+
+    Mean and the half-width of its 95% Student-t interval (``nan`` for n < 2); before this
+    release the half-width was the normal approximation ``1.96 * sd / sqrt(n)``.
+    """
+    warnings.warn("policies.aflow.mean_ci95 is deprecated and will be removed in the next release; "
+                  "use esc_env.evaluation.metrics.mean_ci", DeprecationWarning, stacklevel=2)
     x = np.asarray(x, dtype=np.float64)
-    if len(x) < 2:
-        return (float(x.mean()) if len(x) else float("nan")), float("nan")
-    return float(x.mean()), float(1.96 * x.std(ddof=1) / math.sqrt(len(x)))
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    iv = mean_ci(x)
+    return iv.value, float((iv.high - iv.low) / 2.0)
 
 
 def run_policy(env: Any, act: Callable[[Mapping[str, Any]], int], n_episodes: int, seed: int = 0, name: str = "policy",

@@ -77,8 +77,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from agents.judges.rubric import AFLOW_RUBRIC_WEIGHTS, check_rubric_weights
+from esc_env.fileio import jsonable
 
-from ._io import jsonable
 from .tree import Node, Tree, tree_key
 
 #: AFlow's rubric weights (empathy, information quality, naturalness, strategic efficacy): the

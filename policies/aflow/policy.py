@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ._io import save_safetensors_atomic, write_json_atomic
+from esc_env.fileio import save_safetensors_atomic, write_json_atomic
 from .model import AFlowModel, ModelConfig
 
 POLICY_FORMAT = "aflow-policy"

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ._io import read_jsonl, write_jsonl_atomic
+from esc_env.fileio import read_jsonl, write_jsonl_atomic
 from .mcts import state_turns
 from .tree import Node, Tree
 

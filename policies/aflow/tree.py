@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._io import jsonable, write_json_atomic
+from esc_env.fileio import jsonable, write_json_atomic
 
 TREE_FORMAT_VERSION = 1
 

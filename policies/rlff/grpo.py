@@ -90,7 +90,7 @@ from agents.dialogue import Turn
 
 from .format import THINK_CLOSE, build_messages, warmup_reasoning
 from .generation import completion_logprobs, generate_replies, render_prompt
-from .io import append_jsonl_atomic, atomic_save_safetensors, atomic_write_json
+from esc_env.fileio import append_jsonl_atomic, save_safetensors_atomic, write_json_atomic
 from .policy import RLFFPolicy
 from .simulator import stable_seed
 
@@ -511,8 +511,8 @@ class RLFFTrainer:
                     tensors[f"{n}.exp_avg_sq"] = st["exp_avg_sq"]
                     steps[n] = float(st["step"])
         if tensors:
-            atomic_save_safetensors(folder / "optimizer.safetensors", tensors, {"steps": json.dumps(steps)})
-        atomic_write_json(folder / "state.json", {"step": self.step, "config": asdict(self.config)})
+            save_safetensors_atomic(folder / "optimizer.safetensors", tensors, {"steps": json.dumps(steps)})
+        write_json_atomic(folder / "state.json", {"step": self.step, "config": asdict(self.config)}, indent=2, sort_keys=True)
         return folder
 
     def load_checkpoint(self) -> bool:

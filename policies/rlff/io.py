@@ -1,80 +1,50 @@
-"""Small file helpers: every write goes to a temporary file first, then ``os.replace``."""
+"""Deprecated: the file helpers moved to :mod:`esc_env.fileio`.
+
+Every name of this module still works for one release and warns with a
+``DeprecationWarning``; the replacements are
+
+==============================  ==================================================================
+old (``policies.rlff.io``)      new (``esc_env.fileio``)
+==============================  ==================================================================
+``atomic_write_text(p, t)``     ``write_text_atomic(p, t)``
+``atomic_write_json(p, o)``     ``write_json_atomic(p, o, indent=2, sort_keys=True)``
+``atomic_save_safetensors``     ``save_safetensors_atomic``
+``read_jsonl(p)``               ``read_jsonl(p, missing_ok=True)``
+``append_jsonl_atomic``         ``append_jsonl_atomic``
+==============================  ==================================================================
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Iterable
+import warnings
+from typing import Any
+
+from esc_env import fileio as _fileio
+
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_save_safetensors", "read_jsonl", "append_jsonl_atomic"]
 
 
-def atomic_write_text(path: "str | os.PathLike", text: str) -> Path:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+def _atomic_write_json(path: Any, obj: Any):
+    return _fileio.write_json_atomic(path, obj, indent=2, sort_keys=True)
 
 
-def atomic_write_json(path: "str | os.PathLike", obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def _read_jsonl(path: Any) -> list:
+    return _fileio.read_jsonl(path, missing_ok=True)
 
 
-def atomic_save_safetensors(path: "str | os.PathLike", tensors: dict, metadata: dict[str, str] | None = None) -> Path:
-    """``safetensors.torch.save_file`` through a temporary file."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+_MOVED = {
+    "atomic_write_text": (_fileio.write_text_atomic, "esc_env.fileio.write_text_atomic"),
+    "atomic_write_json": (_atomic_write_json, "esc_env.fileio.write_json_atomic(path, obj, indent=2, sort_keys=True)"),
+    "atomic_save_safetensors": (_fileio.save_safetensors_atomic, "esc_env.fileio.save_safetensors_atomic"),
+    "read_jsonl": (_read_jsonl, "esc_env.fileio.read_jsonl(path, missing_ok=True)"),
+    "append_jsonl_atomic": (_fileio.append_jsonl_atomic, "esc_env.fileio.append_jsonl_atomic"),
+}
 
 
-def read_jsonl(path: "str | os.PathLike") -> list[dict]:
-    """Records of a JSONL file; a malformed *last* line (an interrupted write) is ignored,
-    a malformed line elsewhere raises ``ValueError`` naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines):
-                break
-            raise ValueError(f"{path}, line {i}: invalid JSON ({e.msg})") from None
-    return out
-
-
-def append_jsonl_atomic(path: "str | os.PathLike", records: Iterable[dict]) -> Path:
-    """Append records by rewriting the file through a temporary copy (the file stays valid
-    if the process dies mid-write).  Meant for files of up to some megabytes."""
-    path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    new = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    return atomic_write_text(path, old + new)
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        func, new = _MOVED[name]
+        warnings.warn(f"policies.rlff.io.{name} is deprecated and will be removed in the next release; use {new}",
+                      DeprecationWarning, stacklevel=2)
+        return func
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,7 @@ from .format import (
     strip_reasoning,
 )
 from .generation import generate_replies
-from .io import atomic_save_safetensors, atomic_write_json
+from esc_env.fileio import save_safetensors_atomic, write_json_atomic
 
 EMBEDDED = "embedded"
 
@@ -309,11 +309,12 @@ class RLFFPolicy:
         folder = Path(folder)
         merged = []
         for i, sd in enumerate(self.merged):
-            atomic_save_safetensors(folder / f"merged_{i}.safetensors", sd, {"format": "esc_env.rlff.adapter/1"})
+            save_safetensors_atomic(folder / f"merged_{i}.safetensors", sd, {"format": "esc_env.rlff.adapter/1"})
             merged.append(f"merged_{i}.safetensors")
-        atomic_save_safetensors(folder / "adapter.safetensors", self.adapter_state(), {"format": "esc_env.rlff.adapter/1"})
-        atomic_write_json(folder / "policy.json", {"base_model": self.base_model, "config": asdict(self.config),
-                                                    "merged": merged, "seed": self.seed, "format": "esc_env.rlff.policy/1"})
+        save_safetensors_atomic(folder / "adapter.safetensors", self.adapter_state(), {"format": "esc_env.rlff.adapter/1"})
+        write_json_atomic(folder / "policy.json", {"base_model": self.base_model, "config": asdict(self.config),
+                                                   "merged": merged, "seed": self.seed, "format": "esc_env.rlff.policy/1"},
+                          indent=2, sort_keys=True)
         return folder
 
     @classmethod

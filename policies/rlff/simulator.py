@@ -56,7 +56,7 @@ from agents.dialogue import Turn
 from agents.personas import Persona
 from esc_env.spaces import INTENSITY_HIGH, INTENSITY_LOW
 
-from .io import append_jsonl_atomic, read_jsonl
+from esc_env.fileio import append_jsonl_atomic, read_jsonl
 
 SCALE_SPAN = INTENSITY_HIGH - INTENSITY_LOW  # 4 on the 1-5 scale
 
@@ -539,7 +539,7 @@ class FutureSimulator:
         from tqdm.auto import tqdm
 
         out_path = Path(out_path)
-        done = {r["prefix_id"] for r in read_jsonl(out_path)}
+        done = {r["prefix_id"] for r in read_jsonl(out_path, missing_ok=True)}
         todo = [p for p in prefixes if p.id not in done]
         bar = tqdm(total=len(prefixes), initial=len(prefixes) - len(todo), desc="simulate futures", unit="prefix",
                    disable=not progress)
@@ -560,7 +560,7 @@ class FutureSimulator:
             bar.update(len(chunk))
             bar.set_postfix(turns_per_s=f"{self.last_stats.turns_per_second:.2f}")
         bar.close()
-        return read_jsonl(out_path)
+        return read_jsonl(out_path, missing_ok=True)
 
     def record(self, prefix: Prefix, j: int, candidate: str, source: str, rolls: Sequence[Rollout]) -> dict:
         """The JSON record of one candidate (see the module docstring)."""
