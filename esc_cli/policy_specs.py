@@ -8,36 +8,39 @@ spec                     policy
                          environment's set, case-insensitive, or its index)
 ``llm``                  :class:`policies.baselines.LLMStrategyPolicy`: the argmax of the
                          supporter LLM's strategy probabilities (``llm-sample``: sampled)
-``sb3:<file.zip>``       a Stable-Baselines3 PPO model (:class:`SB3Policy`); observations are
+``sb3:<file.zip>``       a Stable-Baselines3 PPO model (:class:`policies.sb3.SB3Policy`); observations are
                          encoded with :class:`esc_env.wrappers.EncodedObservation`, configured by
                          a sidecar ``<file>.json`` (``{"encoder": "hashing:256", "last_k_turns": 4}``)
                          when there is one, else by the wrapper's defaults
 ``aflow:<checkpoint>``   ``policies.aflow.policy.AFlowPolicy.load(checkpoint, ...)``
 ``rlff:<checkpoint>``    ``policies.rlff.policy.RLFFPolicy.load(checkpoint, ...)``
 =======================  =====================================================================
+
+This module sits above ``policies`` (it builds learners), so it is part of :mod:`esc_cli`;
+``esc_env.evaluation.policies`` re-exports its names with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import gymnasium as gym
-import numpy as np
 
+from agents.errors import UserInputError
 from agents.strategies import StrategySet, get_strategy_set
-from policies.baselines import BasePolicy, FixedStrategyPolicy, LLMStrategyPolicy, Policy, RandomPolicy
+from policies.baselines import FixedStrategyPolicy, LLMStrategyPolicy, Policy, RandomPolicy
+from policies.sb3 import SB3LoadError, SB3Policy
 
 __all__ = ["PolicySpecError", "load_policy", "SB3Policy", "POLICY_SPEC_HELP", "policy_slug"]
 
 POLICY_SPEC_HELP = "random | fixed:<strategy> | llm | llm-sample | sb3:<model.zip> | aflow:<checkpoint dir> | rlff:<checkpoint dir>"
 
 
-class PolicySpecError(ValueError):
-    """A policy spec names no known policy, or its checkpoint cannot be loaded."""
+class PolicySpecError(UserInputError):
+    """A policy spec names no known policy, or its checkpoint cannot be loaded (a ``ValueError``)."""
 
 
 def policy_slug(spec: str) -> str:
@@ -50,78 +53,6 @@ def policy_slug(spec: str) -> str:
     while "--" in out:
         out = out.replace("--", "-")
     return out.strip("-") or "policy"
-
-
-class _SpacesOnly(gym.Env):
-    """An environment that only carries spaces, so an observation wrapper can encode
-    observations that come from elsewhere (a vector env's sub-env)."""
-
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        self.observation_space = observation_space
-        self.action_space = action_space
-
-    def reset(self, *, seed=None, options=None):  # pragma: no cover - never stepped
-        raise RuntimeError("_SpacesOnly only carries spaces")
-
-    def step(self, action):  # pragma: no cover - never stepped
-        raise RuntimeError("_SpacesOnly only carries spaces")
-
-
-class SB3Policy(BasePolicy):
-    """A Stable-Baselines3 model acting on :class:`~esc_env.wrappers.EncodedObservation` vectors.
-
-    Args:
-        path: the model's ``.zip`` (``model.save(path)``).
-        observation_space: the environment's ``Dict`` observation space.
-        action_space: the environment's action space (checked against the model's).
-        encoder, last_k_turns: the wrapper's settings; default: read from the sidecar
-            ``<path>.json`` when it exists, else the wrapper's defaults.
-        deterministic: act greedily (default) or sample from the model's policy.
-    """
-
-    def __init__(self, path: "str | Path", observation_space: gym.Space, action_space: gym.Space,
-                 encoder: Any = None, last_k_turns: "int | None | str" = "default", deterministic: bool = True) -> None:
-        from stable_baselines3 import PPO
-
-        from esc_env.wrappers import EncodedObservation
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"sb3 checkpoint not found: {path}")
-        sidecar = path.with_suffix(".json")
-        settings: dict = {}
-        if sidecar.is_file():
-            try:
-                settings = json.loads(sidecar.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise PolicySpecError(f"cannot read the encoder settings {sidecar}: {e}") from None
-        kwargs: dict = {"encoder": encoder if encoder is not None else settings.get("encoder", "hashing")}
-        if last_k_turns != "default":
-            kwargs["last_k_turns"] = last_k_turns
-        elif "last_k_turns" in settings:
-            kwargs["last_k_turns"] = settings["last_k_turns"]
-        self.wrapper = EncodedObservation(_SpacesOnly(observation_space, action_space), **kwargs)
-        try:
-            self.model = PPO.load(str(path), device="cpu")
-        except Exception as e:  # a corrupt or foreign zip: one clear line
-            raise PolicySpecError(f"cannot load the sb3 model {path}: {type(e).__name__}: {e}") from None
-        want, have = self.model.observation_space.shape, self.wrapper.observation_space.shape
-        if want != have:
-            raise PolicySpecError(
-                f"sb3 model {path} expects observations of shape {want}, but the encoder gives {have}; "
-                f"write the training encoder settings to {sidecar} ({{\"encoder\": ..., \"last_k_turns\": ...}})"
-            )
-        if getattr(self.model.action_space, "n", None) != getattr(action_space, "n", None):
-            raise PolicySpecError(f"sb3 model {path} has {self.model.action_space} actions, the environment {action_space}")
-        self.deterministic = deterministic
-        self.name = f"sb3:{path.name}"
-
-    def act_batch(self, observations: Sequence[dict], states: Sequence[dict] | None = None) -> list[int]:
-        if not observations:
-            return []
-        x = np.stack([self.wrapper.observation(o) for o in observations])
-        actions, _ = self.model.predict(x, deterministic=self.deterministic)
-        return [int(a) for a in np.asarray(actions).reshape(-1)]
 
 
 def _load_checkpoint_policy(kind: str, path: str, context: dict) -> Policy:
@@ -223,7 +154,10 @@ def load_policy(
 
             observation_space = observation_space or _observation_space(len(strategy_set), 10)
             action_space = action_space or _action_space("strategy", len(strategy_set))
-        return SB3Policy(rest, observation_space, action_space)
+        try:
+            return SB3Policy(rest, observation_space, action_space)
+        except SB3LoadError as e:
+            raise PolicySpecError(str(e)) from None
     if kind in ("aflow", "rlff") and rest:
         return _load_checkpoint_policy(kind, rest, {"strategies": strategy_set, "backend": backend, "seed": seed})
     raise PolicySpecError(f"unknown policy {spec!r}; expected {POLICY_SPEC_HELP}")

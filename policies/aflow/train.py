@@ -1,5 +1,7 @@
 """AFlow end to end: MCTS search -> prefix records -> AFPO training -> evaluation.
 
+The trainer of ``esc-env train aflow --config FILE.yaml`` and ``examples/train_aflow.py``:
+
     # the stage environment (no LLM), larger settings, with every ablation:
     python examples/train_aflow.py --config examples/configs/aflow_stage.yaml \\
         --ablations none,no-flow-balance,no-mcts,outcome-only
@@ -64,12 +66,10 @@ def _rollout_steps(text: "str | int | None") -> int | None:
     return value
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every long option is also a key of a ``--config`` YAML file)."""
+    p = argparse.ArgumentParser(prog="train_aflow", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=None, help="YAML file of options (keys as below, '-' or '_'); flags given here override it")
     # experiment
     p.add_argument("--exp-name", default="aflow", help="name of this experiment")
@@ -127,7 +127,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-seed", type=int, default=0, help="seed of the first evaluation episode")
     p.add_argument("--eval-head-only", type=int, default=-1,
                    help="also evaluate the strategy head alone (alpha=0) (1/0; -1: only on the stage env, where episodes are cheap)")
+    return p
 
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``: values of ``--config FILE`` first, flags override them; ``auto`` settings resolved."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    p = build_parser()
     if known.config:
         import yaml
 

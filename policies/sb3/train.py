@@ -1,10 +1,12 @@
-"""PPO (Stable-Baselines3) over support strategies, CleanRL-style single file.
+"""PPO (Stable-Baselines3) over support strategies, CleanRL-style: the trainer of
+``esc-env train ppo --config FILE.yaml`` and ``examples/train_ppo_sb3.py``.
 
 Trains on ``esc_env/ESCStage-v0`` (the stage-model seeker, no LLM) by default, logs to
 TensorBoard under ``runs/<run name>``, then evaluates the trained policy and the random
 policy on the same seeded episodes and prints both with 95% confidence intervals::
 
     python examples/train_ppo_sb3.py                        # ~2-3 minutes on 2 CPU cores
+    python -m policies.sb3.train                            # the same
     tensorboard --logdir runs
 
 The LLM environment works through the same path, with tiny settings by default (each
@@ -41,9 +43,9 @@ DEFAULTS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every option has a help string."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="train_ppo_sb3", description="PPO (Stable-Baselines3) over support strategies.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # experiment
-    p.add_argument("--exp-name", type=str, default=os.path.splitext(os.path.basename(__file__))[0], help="the name of this experiment")
+    p.add_argument("--exp-name", type=str, default="train_ppo_sb3", help="the name of this experiment")
     p.add_argument("--seed", type=int, default=1, help="seed of the experiment (PPO and the training envs)")
     p.add_argument("--log-dir", type=str, default="runs", help="TensorBoard logs go to LOG_DIR/<run name>")
     p.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads (small MLPs do not gain from more)")
