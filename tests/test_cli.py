@@ -1,4 +1,4 @@
-"""The ``esc-env`` command line, run in-process through ``esc_env.cli.main``.
+"""The ``esc-env`` command line, run in-process through ``esc_cli.main``.
 
 Most runs use the stage env (no LLM); two tiny runs use the embedded model (they need
 ``agents.supporter``)."""
@@ -12,7 +12,7 @@ import pytest
 
 from tests.synthetic_esconv import canonical_layout_sample
 
-from esc_env.cli import build_parser, load_config, main
+from esc_cli import build_parser, load_config, main
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = canonical_layout_sample()
@@ -274,7 +274,7 @@ def fake_trainer(monkeypatch, tmp_path):
         "        open('/no/such/data.jsonl')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(__import__("esc_env.cli", fromlist=["TRAINERS"]).TRAINERS, "ppo", "fake_trainer_mod")
+    monkeypatch.setitem(__import__("esc_cli.commands.train", fromlist=["TRAINERS"]).TRAINERS, "ppo", "fake_trainer_mod")
     return tmp_path
 
 

@@ -1,4 +1,5 @@
-"""Train the calibrated affect judge on ESConv's train split and write its weights.
+"""Train the calibrated affect judge on ESConv's train split and write its weights
+(``esc-env train calibrated-judge --config FILE.yaml``, ``examples/train_calibrated_judge.py``).
 
 The judge maps the seeker's last K turns to the seeker's self-rated emotional intensity
 (1-5): openings are labelled with the survey's initial intensity, whole dialogues with the
@@ -41,7 +42,7 @@ from agents.judges.calibrated import (
     training_views,
 )
 from agents.judges.encoders import make_encoder
-from esc_env.datasets.esconv import load_esconv
+from agents.datasets.esconv import load_esconv
 
 SHOWN = ("spearman_initial", "spearman_final", "spearman_pooled", "mae", "constant_mae", "direction_accuracy", "spearman_change")
 
@@ -140,8 +141,9 @@ class Searcher:
         return sorted(self.results, key=lambda r: -r[0])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every long option is also a key of an ``esc-env train`` config file)."""
+    ap = argparse.ArgumentParser(prog="train_calibrated_judge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="folder with ESConv train.jsonl/valid.jsonl (default: $ESC_ENV_ESCONV_DIR or ../shared/data/esconv)")
     ap.add_argument("--out", default=str(WEIGHTS_DIR / "esconv-minilm"), help="weights folder to write (default: the shipped esconv-minilm weights; the default judge's are esconv-minilm-nopolite, see above)")
     ap.add_argument("--encoder", choices=("minilm", "backend"), default="minilm", help="frozen text encoder: packaged all-MiniLM-L6-v2, or an LLM backend's mean-pooled hidden states")
@@ -163,7 +165,16 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="use only the first N train dialogues (quick runs)")
     ap.add_argument("--eval-valid", action="store_true", help="after choosing and training, report the yardstick metrics on the valid split (never used for the choice)")
     ap.add_argument("--opening-seeker-turns", type=int, default=2, help="yardstick (CV and valid): the opening is the dialogue cut after this many seeker turns")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``."""
+    return build_parser().parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     train = load_esconv("train", args.data_dir)
     if args.limit:

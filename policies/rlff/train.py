@@ -1,5 +1,7 @@
 """RLFF-ESC end to end: simulate futures -> reward model -> GRPO -> evaluate.
 
+The trainer of ``esc-env train rlff --config FILE.yaml`` and ``examples/train_rlff.py``:
+
     python examples/train_rlff.py --config examples/configs/rlff_tiny.yaml --out runs/rlff_tiny
 
 With the tiny settings it runs on a CPU in a few minutes with the embedded SmolLM2-135M
@@ -17,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every long option is also a key of a ``--config`` YAML file)."""
+    p = argparse.ArgumentParser(prog="train_rlff", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=str, default=None, help="YAML file of defaults (keys are these options, with _)")
     p.add_argument("--out", type=str, default="runs/rlff", help="output folder (every stage resumes from it)")
     p.add_argument("--backend", type=str, default="embedded", help="LLM backend of seeker, judge and supporter agent")
@@ -86,6 +86,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--eval-episodes", type=int, default=4, help="env episodes per policy (0: skip)")
     g.add_argument("--eval-turns", type=int, default=2, help="supporter turns per evaluation episode")
     g.add_argument("--eval-envs", type=int, default=4, help="conversations in flight in the evaluation")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``: values of ``--config FILE`` first, flags override them."""
+    p = build_parser()
     pre, _ = p.parse_known_args(argv)
     if pre.config:
         import yaml
