@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 from agents.errors import UserInputError
+from dataclasses import asdict, dataclass, fields
 
 STYLE_TRAITS = ("guarded", "talkative", "anxious", "angry", "hopeless", "polite", "skeptical", "tearful", "terse")
 
