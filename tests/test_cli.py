@@ -395,6 +395,9 @@ def test_config_to_argv_by_hand():
 
 
 def test_train_calibrated_judge_config_is_checked(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "calibrated-judge", "--config", str(CONFIGS / "calibrated_judge_nopolite.yaml"), "--dry-run")
+    assert code == 0, err
+    assert "is valid (10 keys)" in out
     cfg = tmp_path / "judge.yaml"
     cfg.write_text("search: false\nk: 2\nhead: ridge\nalpha: 100\nlimit: 10\n")
     code, out, err = run(capsys, "train", "calibrated-judge", "--config", str(cfg), "--dry-run")
