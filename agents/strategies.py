@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from agents.errors import UserInputError
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -103,7 +105,7 @@ def get_strategy_set(spec: "str | StrategySet | Mapping[str, str] | Iterable[str
         try:
             return _REGISTRY[spec.lower()]
         except KeyError:
-            raise ValueError(f"unknown strategy set {spec!r}; known: {sorted(_REGISTRY)}") from None
+            raise UserInputError(f"unknown strategy set {spec!r}; known: {sorted(_REGISTRY)}") from None
     if isinstance(spec, Mapping):
         return StrategySet.from_mapping("custom", spec)
     names = list(spec)

@@ -217,7 +217,7 @@ def test_example_script_runs_and_resumes(tmp_path):
     assert again["variants"]["none"]["search"]["nodes"] == 0
     assert again["variants"]["none"]["eval"]["mean_return"] == out["variants"]["none"]["eval"]["mean_return"]
     # the saved policy loads by name on the command line: esc-env evaluate --policy aflow:DIR
-    from esc_env.cli import main as cli
+    from esc_cli import main as cli
 
     policy_dir = tmp_path / "run" / "none" / "policy"
     rc = cli(["evaluate", "--env-id", "esc_env/ESCStage-v0", "--strategies", "aflow", "--policy", f"aflow:{policy_dir}",

@@ -1,4 +1,4 @@
-"""The ``esc-env`` command line, run in-process through ``esc_env.cli.main``.
+"""The ``esc-env`` command line, run in-process through ``esc_cli.main``.
 
 Most runs use the stage env (no LLM); two tiny runs use the embedded model (they need
 ``agents.supporter``)."""
@@ -12,7 +12,7 @@ import pytest
 
 from tests.synthetic_esconv import canonical_layout_sample
 
-from esc_env.cli import build_parser, load_config, main
+from esc_cli import build_parser, load_config, main
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = canonical_layout_sample()
@@ -274,7 +274,7 @@ def fake_trainer(monkeypatch, tmp_path):
         "        open('/no/such/data.jsonl')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(__import__("esc_env.cli", fromlist=["TRAINERS"]).TRAINERS, "ppo", "fake_trainer_mod")
+    monkeypatch.setitem(__import__("esc_cli.commands.train", fromlist=["TRAINERS"]).TRAINERS, "ppo", "fake_trainer_mod")
     return tmp_path
 
 
@@ -293,3 +293,157 @@ def test_a_bug_in_a_trainer_keeps_its_traceback(capsys, fake_trainer):
     with pytest.raises(ValueError, match="do not match"):  # not turned into a one-line user error
         main(["train", "ppo", "--config", str(fake_trainer / "c.yaml")])
     assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------- only the user's mistakes are one line
+def test_a_bad_policy_spec_is_one_line_and_a_user_input_error(capsys):
+    from agents.errors import UserInputError
+    from esc_cli.policy_specs import PolicySpecError
+
+    code, _, err = run(capsys, "rollout", *STAGE, "--policy", "fixd:Question")
+    assert_one_line_error(code, err, "esc-env rollout: error: unknown policy 'fixd:Question'")
+    assert issubclass(PolicySpecError, UserInputError) and issubclass(UserInputError, ValueError)
+
+
+def test_a_value_error_from_inside_a_command_keeps_its_traceback(capsys, monkeypatch, tmp_path):
+    """A ValueError that is not about the user's input is a bug: main() lets it through."""
+    import esc_env.evaluation.interactive as interactive
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(interactive, "evaluate_policy", broken)
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        main(["evaluate", *STAGE, "--policy", "random", "--episodes", "2", "--out", str(tmp_path)])
+    assert capsys.readouterr().err == ""
+    # a KeyError too (once turned into a one-line user error)
+    monkeypatch.setattr(interactive, "run_episodes", lambda *a, **k: {}["persona_id"])
+    with pytest.raises(KeyError):
+        main(["rollout", *STAGE, "--policy", "random", "--episodes", "1", "--out", str(tmp_path / "r.jsonl")])
+
+
+def test_a_bug_in_a_real_trainer_keeps_its_traceback_and_its_user_errors_are_one_line(capsys, monkeypatch, tmp_path):
+    import policies.sb3.train as ppo_train
+    from agents.errors import UserInputError
+
+    cfg = tmp_path / "ppo.yaml"
+    cfg.write_text("total_timesteps: 64\n")
+
+    def bug(argv):
+        raise ValueError("expected 2D input, got 3D")
+
+    monkeypatch.setattr(ppo_train, "main", bug)
+    with pytest.raises(ValueError, match="expected 2D input"):
+        main(["train", "ppo", "--config", str(cfg)])
+    assert capsys.readouterr().err == ""
+
+    def bad_input(argv):
+        raise UserInputError("encoder 'hashing:abc': the dimension must be an integer")
+
+    monkeypatch.setattr(ppo_train, "main", bad_input)
+    code, _, err = run(capsys, "train", "ppo", "--config", str(cfg))
+    assert_one_line_error(code, err, "esc-env train: error: encoder 'hashing:abc'")
+
+
+def test_bad_strategy_set_and_backend_spec_are_user_errors(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", *STAGE, "--policy", "random", "--strategies", "esconvv", "--episodes", "1")
+    assert_one_line_error(code, err, "unknown strategy set 'esconvv'")
+    code, _, err = run(capsys, "evaluate-ref", "--policy", "random", "--split", str(SAMPLE), "--limit", "1", "--backend", "openai:http://x",
+                       "--no-meteor", "--no-progress")
+    assert_one_line_error(code, err, "name the served model after '#'")
+
+
+# ----------------------------------------------------------------------------- trainers are modules, not scripts
+def test_trainers_are_importable_modules_with_a_parser_and_main():
+    import importlib
+
+    from esc_cli.commands.train import TRAINERS, parser_keys
+
+    for kind, target in TRAINERS.items():
+        module = importlib.import_module(target)
+        parser = module.build_parser()
+        assert callable(module.main), kind
+        keys = parser_keys(parser)
+        assert "seed" in keys and "help" not in keys, (kind, sorted(keys))
+        options = [a for a in parser._actions if a.dest != "help"]
+        assert all(a.help for a in options), (kind, [a.dest for a in options if not a.help])
+
+
+def test_the_examples_are_thin_scripts_over_the_trainer_modules():
+    import importlib.util
+
+    for script, target in [("train_aflow.py", "policies.aflow.train"), ("train_ppo_sb3.py", "policies.sb3.train"),
+                           ("train_rlff.py", "policies.rlff.train"), ("train_calibrated_judge.py", "agents.judges.train_calibrated")]:
+        spec = importlib.util.spec_from_file_location(f"example_{script[:-3]}", REPO / "examples" / script)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        trainer = __import__(target, fromlist=["main"])
+        assert mod.main is trainer.main and mod.build_parser is trainer.build_parser, script
+        assert len((REPO / "examples" / script).read_text().splitlines()) < 40, script
+
+
+def test_config_to_argv_by_hand():
+    import argparse
+
+    from esc_cli.config import config_to_argv
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--search", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--eval-valid", action="store_true")
+    config = {"total_timesteps": 1000, "env_kwargs": {"a": 1}, "search": False, "eval_valid": True, "out": None, "fast": False}
+    assert config_to_argv(config, p) == ["--total-timesteps", "1000", "--env-kwargs", '{"a": 1}', "--no-search", "--eval-valid"]
+
+
+def test_train_calibrated_judge_config_is_checked(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "calibrated-judge", "--config", str(CONFIGS / "calibrated_judge_nopolite.yaml"), "--dry-run")
+    assert code == 0, err
+    assert "is valid (10 keys)" in out
+    cfg = tmp_path / "judge.yaml"
+    cfg.write_text("search: false\nk: 2\nhead: ridge\nalpha: 100\nlimit: 10\n")
+    code, out, err = run(capsys, "train", "calibrated-judge", "--config", str(cfg), "--dry-run")
+    assert code == 0, err
+    assert "is valid (5 keys)" in out
+    cfg.write_text("head: lasso\n")
+    code, _, err = run(capsys, "train", "calibrated-judge", "--config", str(cfg), "--dry-run")
+    assert_one_line_error(code, err, "config key 'head'", "invalid choice: 'lasso'")
+
+
+# ----------------------------------------------------------------------------- deprecated names
+def test_the_old_cli_module_warns_and_still_works(capsys):
+    import esc_cli
+    import esc_env.cli
+
+    for name in ("main", "build_parser", "load_config", "check_config_keys", "UserError", "TRAINERS"):
+        with pytest.warns(DeprecationWarning, match=f"esc_env.cli.{name} is deprecated"):
+            assert getattr(esc_env.cli, name) is getattr(esc_cli, name)
+    with pytest.warns(DeprecationWarning):
+        old_main = esc_env.cli.main
+    assert old_main(["compare", "--help"]) == 0
+    assert "usage: esc-env compare" in capsys.readouterr().out
+    with pytest.raises(AttributeError):
+        esc_env.cli.no_such_name  # noqa: B018
+
+
+def test_the_old_policy_spec_module_warns_and_still_works():
+    import esc_env.evaluation.policies as old
+    from esc_cli import policy_specs
+    from policies.sb3 import SB3Policy
+
+    for name in ("load_policy", "PolicySpecError", "POLICY_SPEC_HELP", "policy_slug"):
+        with pytest.warns(DeprecationWarning, match=f"use esc_cli.policy_specs.{name}"):
+            assert getattr(old, name) is getattr(policy_specs, name)
+    with pytest.warns(DeprecationWarning, match="use policies.sb3.SB3Policy"):
+        assert old.SB3Policy is SB3Policy
+    with pytest.warns(DeprecationWarning):
+        policy = old.load_policy("fixed:Question", strategies="esconv")
+    assert policy.act_batch([{}, {}]) == [0, 0]
+
+
+def test_python_dash_m_still_runs_the_old_and_new_cli():
+    import subprocess
+    import sys
+
+    for module in ("esc_env.cli", "esc_cli"):
+        out = subprocess.run([sys.executable, "-m", module, "compare", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("usage: esc-env compare")

@@ -10,7 +10,7 @@ import pytest
 from tests.synthetic_esconv import canonical_layout_sample
 
 from agents.strategies import ESCONV
-from esc_env.datasets import (
+from agents.datasets import (
     DatasetError,
     DialogueRecord,
     ESConvDialogue,
@@ -307,3 +307,19 @@ def _extes_error(tmp_path: Path, rec: dict, pattern: str) -> None:
 )
 def test_extes_errors(tmp_path, rec, pattern):
     _extes_error(tmp_path, rec, pattern)
+
+
+def test_esc_env_datasets_is_the_same_code_as_agents_datasets():
+    """The readers moved down to agents; esc_env.datasets (and its submodules) are the same objects."""
+    import agents.datasets
+    import agents.datasets.esconv
+    import esc_env.datasets
+    import esc_env.datasets.esconv
+    from agents.errors import UserInputError
+    from esc_env.datasets.record import DatasetError as OldDatasetError
+
+    for name in agents.datasets.__all__:
+        assert getattr(esc_env.datasets, name) is getattr(agents.datasets, name), name
+    assert esc_env.datasets.esconv is agents.datasets.esconv
+    assert OldDatasetError is agents.datasets.DatasetError
+    assert issubclass(agents.datasets.DatasetError, UserInputError) and issubclass(agents.datasets.DatasetError, ValueError)

@@ -14,7 +14,7 @@ from tests.synthetic_esconv import canonical_layout_sample
 
 from esc_env.evaluation import metrics as M
 from esc_env.evaluation.interactive import evaluate_policy, make_eval_envs, run_episodes, unbatch_info
-from esc_env.evaluation.policies import PolicySpecError, load_policy, policy_slug
+from esc_cli.policy_specs import PolicySpecError, load_policy, policy_slug
 from esc_env.evaluation.reference import (
     ESCONV_TO_AFLOW,
     WordNetUnavailable,

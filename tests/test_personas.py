@@ -26,7 +26,7 @@ from agents.personas import (
 from agents.personas.extract import is_substantive, pick_background, pick_opening, reveals_facts
 from agents.personas.loaders import guess_emotion
 from agents.personas.persona import STYLE_TRAITS
-from esc_env.datasets import load_esconv
+from agents.datasets import load_esconv
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

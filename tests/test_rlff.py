@@ -417,7 +417,7 @@ def test_strategy_plus_text_actions(backend):
 
 def test_cli_evaluates_a_saved_rlff_policy_in_the_text_env(policy, tmp_path, capsys):
     """``esc-env evaluate --policy rlff:DIR`` loads the saved policy and runs it in ESCText-v0."""
-    from esc_env.cli import main
+    from esc_cli import main
 
     folder = policy.save(tmp_path / "pol")
     out = tmp_path / "eval"

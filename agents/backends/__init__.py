@@ -27,6 +27,8 @@ and the smallest example of a backend).
 
 from __future__ import annotations
 
+from agents.errors import UserInputError
+
 from .base import BackendError, Completion, GenerationParams, LLMBackend, ScoreResult, Usage
 
 __all__ = [
@@ -53,7 +55,7 @@ def make_backend(spec: "str | LLMBackend", **kwargs) -> LLMBackend:
     if isinstance(spec, LLMBackend):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"backend spec must be a non-empty string ({SPEC_HELP}), got {spec!r}")
+        raise UserInputError(f"backend spec must be a non-empty string ({SPEC_HELP}), got {spec!r}")
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
     kind = kind.lower()
@@ -70,18 +72,18 @@ def make_backend(spec: "str | LLMBackend", **kwargs) -> LLMBackend:
 
         urls, _, model = rest.partition("#")
         if not model:
-            raise ValueError(f"backend spec {spec!r}: name the served model after '#', e.g. openai:http://127.0.0.1:8000/v1#my-model")
+            raise UserInputError(f"backend spec {spec!r}: name the served model after '#', e.g. openai:http://127.0.0.1:8000/v1#my-model")
         return OpenAICompatibleBackend(base_urls=[u for u in urls.split(",") if u], model=model, **kwargs)
     if kind == "vllm" and rest:
         from .vllm_backend import VLLMBackend, parse_engine_options
 
         model, _, query = rest.partition("?")
         if not model.strip():
-            raise ValueError(f"backend spec {spec!r}: name the model after 'vllm:' ({SPEC_HELP})")
+            raise UserInputError(f"backend spec {spec!r}: name the model after 'vllm:' ({SPEC_HELP})")
         options = parse_engine_options(spec, query)
         options.update(kwargs)
         return VLLMBackend(model.strip(), **options)
-    raise ValueError(f"unknown backend spec {spec!r}; expected {SPEC_HELP}")
+    raise UserInputError(f"unknown backend spec {spec!r}; expected {SPEC_HELP}")
 
 
 def __getattr__(name):  # lazy imports keep `import agents` light

@@ -13,15 +13,14 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from agents.datasets import DialogueRecord, load_esconv, load_extes
+
 from .extract import pick_background, pick_opening
 from .persona import Persona, PersonaError
-
-if TYPE_CHECKING:  # esc_env imports agents, so esc_env.datasets is imported lazily at run time
-    from esc_env.datasets import DialogueRecord
 
 PERSONA_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 DEFAULT_INTENSITY = 4
@@ -228,9 +227,8 @@ def personas_from_esconv(
     max_background: int = 3,
 ) -> list[Persona]:
     """Personas from ESConv dialogues: a split name (``"train"``, ``"valid"``), a file (see
-    :func:`esc_env.datasets.load_esconv`) or already-loaded dialogues.  Ids and ``source``
+    :func:`agents.datasets.load_esconv`) or already-loaded dialogues.  Ids and ``source``
     follow the dialogues (``"esconv:valid/17"``, ``"esconv:valid"``)."""
-    from esc_env.datasets import load_esconv
 
     kw = {"data_dir": data_dir} if isinstance(source, str) else {}
     return [
@@ -269,11 +267,10 @@ def personas_from_extes(
     default_intensity: int = DEFAULT_INTENSITY,
     max_background: int = 3,
 ) -> list[Persona]:
-    """Personas from ExTES dialogues (a file, see :func:`esc_env.datasets.load_extes`, or loaded
+    """Personas from ExTES dialogues (a file, see :func:`agents.datasets.load_extes`, or loaded
     records).  ExTES has no emotion label or intensity: the emotion is guessed from the
     description with :func:`guess_emotion` (``default_emotion`` when no keyword matches) and
     the intensity is ``default_intensity``.  ``problem_type`` is the ExTES ``scene``."""
-    from esc_env.datasets import load_extes
 
     return [
         persona_from_dialogue(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.errors import UserInputError
 from dataclasses import asdict, dataclass, fields
 
 from ..scales import INTENSITY_HIGH, INTENSITY_LOW
@@ -9,7 +10,7 @@ from ..scales import INTENSITY_HIGH, INTENSITY_LOW
 STYLE_TRAITS = ("guarded", "talkative", "anxious", "angry", "hopeless", "polite", "skeptical", "tearful", "terse")
 
 
-class PersonaError(ValueError):
+class PersonaError(UserInputError):
     """A persona record is invalid.  The message names the file, the record and the field."""
 
     def __init__(self, message: str, *, source: str | None = None, record: "int | str | None" = None, field: str | None = None):

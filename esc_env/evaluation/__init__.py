@@ -4,7 +4,12 @@
 - :mod:`.interactive`: run a policy for seeded episodes through the environments.
 - :mod:`.reference`: reference-based evaluation on ESConv (strategy accuracy/F1, BLEU,
   ROUGE-L, METEOR, Distinct-n, perplexity).
-- :mod:`.policies`: policies from spec strings (``random``, ``fixed:NAME``, ``llm``, ``sb3:ZIP``...).
 - :mod:`.runs`: run folders (metrics.json, episodes.jsonl, run.json) and TensorBoard logs.
 - :mod:`.plots`: PNG plots.
+- :mod:`.dialogue_quality`: readability measures of generated dialogue.
+
+None of these imports ``policies``: a policy is anything with ``act_batch``.  Policies from
+spec strings (``random``, ``fixed:NAME``, ``llm``, ``sb3:ZIP``...) are built by
+:mod:`esc_cli.policy_specs`, above the learners (``esc_env.evaluation.policies`` is its
+deprecated alias).
 """

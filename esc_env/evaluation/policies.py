@@ -1,229 +1,32 @@
-"""Policies from spec strings, as the command line names them.
+"""Deprecated: policy specs moved to :mod:`esc_cli.policy_specs` (``SB3Policy`` to :mod:`policies.sb3`).
 
-=======================  =====================================================================
-spec                     policy
-=======================  =====================================================================
-``random``               :class:`policies.baselines.RandomPolicy`
-``fixed:<strategy>``     :class:`policies.baselines.FixedStrategyPolicy` (a strategy name of the
-                         environment's set, case-insensitive, or its index)
-``llm``                  :class:`policies.baselines.LLMStrategyPolicy`: the argmax of the
-                         supporter LLM's strategy probabilities (``llm-sample``: sampled)
-``sb3:<file.zip>``       a Stable-Baselines3 PPO model (:class:`SB3Policy`); observations are
-                         encoded with :class:`esc_env.wrappers.EncodedObservation`, configured by
-                         a sidecar ``<file>.json`` (``{"encoder": "hashing:256", "last_k_turns": 4}``)
-                         when there is one, else by the wrapper's defaults
-``aflow:<checkpoint>``   ``policies.aflow.policy.AFlowPolicy.load(checkpoint, ...)``
-``rlff:<checkpoint>``    ``policies.rlff.policy.RLFFPolicy.load(checkpoint, ...)``
-=======================  =====================================================================
+Resolving a policy spec builds learners, so it lives above ``policies``; ``esc_env`` stays
+below them.  The old names still work for one release, with a ``DeprecationWarning``.  They
+are resolved lazily, so importing ``esc_env`` never imports ``policies`` or ``esc_cli``.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import json
-from pathlib import Path
-from typing import Any, Callable, Sequence
+import warnings
+from typing import Any
 
-import gymnasium as gym
-import numpy as np
+#: old name -> (new module, name there)
+_MOVED = {
+    "PolicySpecError": ("esc_cli.policy_specs", "PolicySpecError"),
+    "load_policy": ("esc_cli.policy_specs", "load_policy"),
+    "POLICY_SPEC_HELP": ("esc_cli.policy_specs", "POLICY_SPEC_HELP"),
+    "policy_slug": ("esc_cli.policy_specs", "policy_slug"),
+    "SB3Policy": ("policies.sb3", "SB3Policy"),
+}
 
-from agents.strategies import StrategySet, get_strategy_set
-from policies.baselines import BasePolicy, FixedStrategyPolicy, LLMStrategyPolicy, Policy, RandomPolicy
-
-__all__ = ["PolicySpecError", "load_policy", "SB3Policy", "POLICY_SPEC_HELP", "policy_slug"]
-
-POLICY_SPEC_HELP = "random | fixed:<strategy> | llm | llm-sample | sb3:<model.zip> | aflow:<checkpoint dir> | rlff:<checkpoint dir>"
-
-
-class PolicySpecError(ValueError):
-    """A policy spec names no known policy, or its checkpoint cannot be loaded."""
+__all__ = sorted(_MOVED)
 
 
-def policy_slug(spec: str) -> str:
-    """A file-name-safe short name for a policy spec (``fixed:Question`` -> ``fixed-question``)."""
-    kind, _, rest = spec.partition(":")
-    if kind in ("sb3", "aflow", "rlff") and rest:
-        rest = Path(rest.rstrip("/")).stem or Path(rest).name
-    text = f"{kind}-{rest}" if rest else kind
-    out = "".join(c if c.isalnum() or c in "._" else "-" for c in text.lower())
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out.strip("-") or "policy"
-
-
-class _SpacesOnly(gym.Env):
-    """An environment that only carries spaces, so an observation wrapper can encode
-    observations that come from elsewhere (a vector env's sub-env)."""
-
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        self.observation_space = observation_space
-        self.action_space = action_space
-
-    def reset(self, *, seed=None, options=None):  # pragma: no cover - never stepped
-        raise RuntimeError("_SpacesOnly only carries spaces")
-
-    def step(self, action):  # pragma: no cover - never stepped
-        raise RuntimeError("_SpacesOnly only carries spaces")
-
-
-class SB3Policy(BasePolicy):
-    """A Stable-Baselines3 model acting on :class:`~esc_env.wrappers.EncodedObservation` vectors.
-
-    Args:
-        path: the model's ``.zip`` (``model.save(path)``).
-        observation_space: the environment's ``Dict`` observation space.
-        action_space: the environment's action space (checked against the model's).
-        encoder, last_k_turns: the wrapper's settings; default: read from the sidecar
-            ``<path>.json`` when it exists, else the wrapper's defaults.
-        deterministic: act greedily (default) or sample from the model's policy.
-    """
-
-    def __init__(self, path: "str | Path", observation_space: gym.Space, action_space: gym.Space,
-                 encoder: Any = None, last_k_turns: "int | None | str" = "default", deterministic: bool = True) -> None:
-        from stable_baselines3 import PPO
-
-        from esc_env.wrappers import EncodedObservation
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"sb3 checkpoint not found: {path}")
-        sidecar = path.with_suffix(".json")
-        settings: dict = {}
-        if sidecar.is_file():
-            try:
-                settings = json.loads(sidecar.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise PolicySpecError(f"cannot read the encoder settings {sidecar}: {e}") from None
-        kwargs: dict = {"encoder": encoder if encoder is not None else settings.get("encoder", "hashing")}
-        if last_k_turns != "default":
-            kwargs["last_k_turns"] = last_k_turns
-        elif "last_k_turns" in settings:
-            kwargs["last_k_turns"] = settings["last_k_turns"]
-        self.wrapper = EncodedObservation(_SpacesOnly(observation_space, action_space), **kwargs)
-        try:
-            self.model = PPO.load(str(path), device="cpu")
-        except Exception as e:  # a corrupt or foreign zip: one clear line
-            raise PolicySpecError(f"cannot load the sb3 model {path}: {type(e).__name__}: {e}") from None
-        want, have = self.model.observation_space.shape, self.wrapper.observation_space.shape
-        if want != have:
-            raise PolicySpecError(
-                f"sb3 model {path} expects observations of shape {want}, but the encoder gives {have}; "
-                f"write the training encoder settings to {sidecar} ({{\"encoder\": ..., \"last_k_turns\": ...}})"
-            )
-        if getattr(self.model.action_space, "n", None) != getattr(action_space, "n", None):
-            raise PolicySpecError(f"sb3 model {path} has {self.model.action_space} actions, the environment {action_space}")
-        self.deterministic = deterministic
-        self.name = f"sb3:{path.name}"
-
-    def act_batch(self, observations: Sequence[dict], states: Sequence[dict] | None = None) -> list[int]:
-        if not observations:
-            return []
-        x = np.stack([self.wrapper.observation(o) for o in observations])
-        actions, _ = self.model.predict(x, deterministic=self.deterministic)
-        return [int(a) for a in np.asarray(actions).reshape(-1)]
-
-
-def _load_checkpoint_policy(kind: str, path: str, context: dict) -> Policy:
-    module_name, class_name = {"aflow": ("policies.aflow.policy", "AFlowPolicy"), "rlff": ("policies.rlff.policy", "RLFFPolicy")}[kind]
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{kind} checkpoint not found: {path}")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            raise PolicySpecError(f"{kind} policies are not available: the module {module_name} is not installed") from None
-        raise
-    cls = getattr(module, class_name, None)
-    if cls is None or not callable(getattr(cls, "load", None)):
-        raise PolicySpecError(f"{module_name} has no {class_name}.load(checkpoint)")
-    loader: Callable = cls.load
-    try:  # pass only the context a loader names (its **overrides are its own settings)
-        params = inspect.signature(loader).parameters
-        kwargs = {k: v for k, v in context.items() if v is not None and k in params
-                  and params[k].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
-    except (TypeError, ValueError):
-        kwargs = {}
-    try:
-        policy = loader(path, **kwargs)
-    except (OSError, KeyError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise PolicySpecError(f"cannot load the {kind} checkpoint {path}: {msg}") from None
-    if not callable(getattr(policy, "act_batch", None)):
-        raise PolicySpecError(f"{class_name}.load returned {type(policy).__name__}, which has no act_batch(observations)")
-    n_policy, n_env = getattr(policy, "n_strategies", None), len(context["strategies"])
-    names = getattr(policy, "strategy_names", None)
-    if names is not None and list(names) != list(context["strategies"].names):
-        raise PolicySpecError(f"the {kind} checkpoint {path} was trained on the strategies {list(names)}, the environment's set "
-                              f"{context['strategies'].name!r} is {list(context['strategies'].names)}; pass the matching --strategies")
-    if isinstance(n_policy, int) and n_policy != n_env:
-        raise PolicySpecError(f"the {kind} checkpoint {path} acts over {n_policy} strategies, the environment's set "
-                              f"{context['strategies'].name!r} has {n_env}; pass the matching --strategies")
-    if not isinstance(getattr(policy, "name", None), str):
-        try:
-            policy.name = f"{kind}:{Path(path).name}"
-        except AttributeError:
-            pass
-    return policy
-
-
-def load_policy(
-    spec: str,
-    *,
-    strategies: "str | StrategySet" = "esconv",
-    observation_space: gym.Space | None = None,
-    action_space: gym.Space | None = None,
-    supporter: Any = None,
-    backend: Any = None,
-    seed: int | None = None,
-) -> Policy:
-    """The policy a spec string names (see the module docstring).
-
-    Args:
-        spec: the policy spec.
-        strategies: the environment's strategy set (the policy's action set).
-        observation_space, action_space: the environment's single-env spaces (``sb3:``).
-        supporter: a ``SupporterAgent`` for ``llm`` (e.g. the LLM environment's own);
-            without it one is built on ``backend``.
-        backend: a backend or spec, for ``llm`` without ``supporter``, and passed to
-            ``aflow:``/``rlff:`` loaders that accept it.
-        seed: seed of stochastic policies.
-
-    Raises:
-        PolicySpecError: the spec is unknown or its checkpoint is unusable (one-line message).
-        FileNotFoundError: the checkpoint does not exist.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise PolicySpecError(f"empty policy spec; expected {POLICY_SPEC_HELP}")
-    spec = spec.strip()
-    kind, sep, rest = spec.partition(":")
-    kind = kind.lower()
-    strategy_set = get_strategy_set(strategies)
-    if spec.lower() == "random":
-        return RandomPolicy(len(strategy_set), seed=seed)
-    if kind == "fixed" and rest:
-        try:
-            return FixedStrategyPolicy(rest, strategy_set)
-        except KeyError as e:
-            raise PolicySpecError(f"policy {spec!r}: {e.args[0]}") from None
-        except ValueError as e:
-            raise PolicySpecError(f"policy {spec!r}: {e}") from None
-    if spec.lower() in ("llm", "llm-sample"):
-        if supporter is None:
-            from agents.supporter import SupporterAgent
-
-            from esc_env.build import shared_backend
-
-            supporter = SupporterAgent(shared_backend(backend or "embedded"), strategy_set)
-        return LLMStrategyPolicy(supporter, sample=spec.lower() == "llm-sample", seed=seed)
-    if kind == "sb3" and rest:
-        if observation_space is None or action_space is None:
-            from esc_env.spaces import action_space as _action_space
-            from esc_env.spaces import observation_space as _observation_space
-
-            observation_space = observation_space or _observation_space(len(strategy_set), 10)
-            action_space = action_space or _action_space("strategy", len(strategy_set))
-        return SB3Policy(rest, observation_space, action_space)
-    if kind in ("aflow", "rlff") and rest:
-        return _load_checkpoint_policy(kind, rest, {"strategies": strategy_set, "backend": backend, "seed": seed})
-    raise PolicySpecError(f"unknown policy {spec!r}; expected {POLICY_SPEC_HELP}")
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _MOVED[name]
+    warnings.warn(f"esc_env.evaluation.policies.{name} is deprecated and will be removed in the next release; "
+                  f"use {module}.{attr}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(module), attr)

@@ -26,7 +26,7 @@ ENV_VAR = "ESC_ENV_ESCONV_DIR"
 SPLITS = ("train", "valid")
 
 ESConvDialogue = DialogueRecord
-"""An ESConv dialogue: the shared :class:`~esc_env.datasets.record.DialogueRecord`."""
+"""An ESConv dialogue: the shared :class:`~agents.datasets.record.DialogueRecord`."""
 
 _SPEAKERS: dict[str, Speaker] = {"usr": "seeker", "seeker": "seeker", "sys": "supporter", "supporter": "supporter"}
 _REQUIRED = ("emotion_type", "problem_type", "situation", "dialog")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agents.dialogue import Turn
+from agents.errors import UserInputError
 
 
-class DatasetError(ValueError):
-    """A dataset file is malformed.  The message names the file, the line or record and the field.
+class DatasetError(UserInputError):
+    """A dataset file is malformed (a :class:`~agents.errors.UserInputError`, so a ``ValueError``).  The message names the file, the line or record and the field.
 
     Attributes:
         source: the file.

@@ -1,0 +1,7 @@
+"""``python -m esc_cli ...`` is ``esc-env ...``."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
