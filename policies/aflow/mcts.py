@@ -76,6 +76,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from esc_env.core import SearchableEnv
+from esc_env.state import episode_of
+
 from ._io import jsonable
 from .tree import Node, Tree, tree_key
 
@@ -294,10 +297,9 @@ def backup(path: Sequence[Node], leaf_value: float, discount: float = 1.0) -> No
 
 def state_turns(state: dict) -> list[dict]:
     """The dialogue turns (``{"speaker", "text", "strategy"?}`` dicts) held in an env state."""
-    if "turns" in state:
-        return list(state["turns"])
-    if "episode" in state and "turns" in state["episode"]:
-        return list(state["episode"]["turns"])
+    episode = episode_of(state)
+    if "turns" in episode:
+        return list(episode["turns"])
     raise KeyError("the environment state holds no 'turns'")
 
 
@@ -441,8 +443,8 @@ class SearchStats:
 
 
 def _state_persona_id(state: dict) -> str | None:
-    episode = state.get("episode", state)
-    persona = episode.get("persona") if isinstance(episode, dict) else None
+    episode = episode_of(state)
+    persona = episode.get("persona")
     return persona.get("id") if isinstance(persona, dict) else None
 
 
@@ -484,8 +486,8 @@ class BatchedMCTS:
         progress: bool = False,
     ) -> None:
         self.env = env
-        self.core = getattr(env, "unwrapped", env)
-        for needed in ("get_state", "transition"):
+        self.core: SearchableEnv = getattr(env, "unwrapped", env)
+        for needed in ("get_state", "transition"):  # the part of SearchableEnv that search uses
             if not hasattr(self.core, needed):
                 raise TypeError(f"the environment {type(self.core).__name__} has no {needed}(); AFlow's search needs the esc-env state API")
         self.config = config or MCTSConfig()
