@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -23,6 +24,8 @@ from esc_env.state import (
 )
 
 GREEDY = {"temperature": 0.0, "max_new_tokens": 16}
+#: the stage env's personas, with openings (so that an LLM env's reset writes none)
+PERSONAS = [dataclasses.replace(p, opening=f"Hi. {p.situation}") for p in DEFAULT_PERSONAS]
 STAGE = "esc_env/ESCStage-v0"
 ENV_IDS = ["esc_env/ESC-v0", "esc_env/ESCText-v0", STAGE]
 #: a valid first action per (env id, action mode)
@@ -66,6 +69,7 @@ def test_get_state_set_state_round_trip_through_one_type(envs, env_id):
     env = envs(env_id)
     core = env.unwrapped
     env.reset(seed=3)
+    start = core.get_state()
     env.step(VALID[mode_of(env)])
     assert isinstance(core.state, EpisodeState)
     snap = json.loads(json.dumps(core.get_state()))  # JSON data
@@ -77,13 +81,13 @@ def test_get_state_set_state_round_trip_through_one_type(envs, env_id):
         assert episode.hidden["stage"] in ("exploration", "comforting", "action")  # the model's variables
     # restore from the dict, from the episode alone and from the EpisodeState object: same state
     for form in (snap, snap["episode"], episode):
-        env.reset(seed=99)
+        core.set_state(start)
+        assert core.get_state()["episode"] != snap["episode"]
         core.set_state(copy.deepcopy(form))
         assert core.get_state()["episode"] == snap["episode"]
     # a transition from the EpisodeState equals one from its dict, and changes neither
     a = VALID[mode_of(env)]
-    t_obj = core.transition([episode], [a])[0]
-    t_dict = core.transition([snap], [a])[0]
+    t_obj, t_dict = core.transition([episode, snap], [a, a])  # one batched call
     assert t_obj.reward == t_dict.reward and t_obj.state == t_dict.state
     assert episode.to_dict() == snap["episode"]
     assert EpisodeState.from_dict(t_obj.state).turn == 2
@@ -171,14 +175,15 @@ def test_parse_action_rules_by_hand():
 
 
 def test_one_persona_choice_for_every_env(envs):
-    llm = envs("esc_env/ESC-v0", None, personas=list(DEFAULT_PERSONAS))
-    stage = envs(STAGE)
+    llm = envs("esc_env/ESC-v0", None, personas=PERSONAS)
+    stage = envs(STAGE, None, personas=PERSONAS)
     for seed in range(4):  # the same seed draws the same persona in both env kinds
         _, a = llm.reset(seed=seed)
         _, b = stage.reset(seed=seed)
-        expected = choose_persona(list(DEFAULT_PERSONAS), None, np.random.default_rng(seed))
+        expected = choose_persona(PERSONAS, None, np.random.default_rng(seed))
         assert a["persona_id"] == b["persona_id"] == expected.id
-    p = DEFAULT_PERSONAS[2]
+        assert a["seeker_utterance"] == b["seeker_utterance"] == expected.opening
+    p = PERSONAS[2]
     for env in (llm, stage):
         for options in ({"persona": p}, {"persona": p.to_dict()}, {"persona_id": p.id}):
             assert env.reset(seed=0, options=options)[1]["persona_id"] == p.id
