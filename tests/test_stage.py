@@ -418,3 +418,50 @@ def test_thousands_of_steps_per_second():
         ep += 1
     rate = n / (time.perf_counter() - t)
     assert rate > 1000, f"{rate:.0f} steps/s"
+
+
+# ---- the package and the solver's reward -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bonus,cost,improvement", [(1.0, 0.0, 1.0), (3.0, 0.25, 1.0), (1.0, 0.0, 5.0), (0.0, 0.5, 2.0)])
+def test_solver_values_follow_the_reward_config(bonus, cost, improvement):
+    """Hand-checked one-turn case: the exams persona starts at 3.0 (h = 4) in exploration,
+    whose floor is 3.0; with noise 1 the intensity moves by exactly +-0.5 (p = 1/2 each), and
+    relief is at 2.5.  A calming or neutral move ends at 2.5 (relief, improvement +0.5) or
+    3.5 (-0.5), so its value is (w/8 + b)/2 + (-w/8)/2 - c = b/2 - c whatever the
+    improvement weight w; advice only raises the intensity.  So V = b/2 - c."""
+    cfg = {"success_bonus": bonus, "turn_cost": cost, "improvement_weight": improvement}
+    env = ESCStageEnv(max_turns=1, noise=1.0, relief_threshold=2.5, reward=cfg)
+    opt = OptimalPolicy(env)
+    env.reset(seed=0, options={"persona_id": "stage/exams"})
+    assert env.unwrapped.state.intensity == 3.0
+    assert opt.value(env.get_state()) == pytest.approx(bonus / 2 - cost, abs=1e-12)
+    # the simulated mean of the optimal action agrees with the value
+    rewards = [t.reward for t in env.transition([env.get_state()] * 1, [opt.action(env.get_state())])]
+    assert rewards[0] in (pytest.approx(improvement / 8 + bonus - cost), pytest.approx(-improvement / 8 - cost))
+
+
+def test_solver_uses_only_the_public_env_and_reward_terms():
+    import inspect
+
+    import esc_env.stage.solver as solver
+
+    src = inspect.getsource(solver)
+    assert not re.search(r"env\._", src) and "reward_terms(" in src
+    # a changed give-up penalty changes the optimum's value (the solver reads the config each time)
+    a = OptimalPolicy(ESCStageEnv()).expected_return()
+    b = OptimalPolicy(ESCStageEnv(reward={"give_up_penalty": 5.0})).expected_return()
+    assert b < a
+
+
+def test_old_import_paths_and_python_m_still_work():
+    import subprocess
+    import sys
+
+    from esc_env import ESCStageEnv as Lazy
+    from esc_env.stage import main, run_episodes  # noqa: F401
+
+    assert Lazy is ESCStageEnv and gym.spec("esc_env/ESCStage-v0").entry_point == "esc_env.stage:ESCStageEnv"
+    out = subprocess.run([sys.executable, "-m", "esc_env.stage", "--episodes", "20"], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert "| dp-optimal" in out and "exact expected return +1.562" in out
