@@ -15,7 +15,6 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import esc_env  # noqa: F401  (registers the ids)
-import esc_env.stage as stage_module
 import esc_env.stage.env as stage_env_module
 from agents.personas import Persona
 from agents.strategies import AFLOW, ESCONV, StrategySet
