@@ -9,6 +9,7 @@ episode's seeker, and :func:`start_info` writes every ``reset`` info.
 from __future__ import annotations
 
 import copy
+import difflib
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -269,7 +270,7 @@ def find_persona(personas: Sequence[Persona] | Mapping[str, Persona], persona_id
     """The persona with this id.
 
     Raises:
-        UnknownPersonaError: no such id (the message lists a few known ids).
+        UnknownPersonaError: no such id (the message gives the closest ids, or a few known ones).
     """
     items = list(personas.values()) if isinstance(personas, Mapping) else personas
     getter = getattr(items, "get", None)
@@ -283,8 +284,10 @@ def find_persona(personas: Sequence[Persona] | Mapping[str, Persona], persona_id
             if p.id == persona_id:
                 return p
     ids = [p.id for p in items]
+    close = difflib.get_close_matches(str(persona_id), ids, n=5, cutoff=0.5)
     more = f" (and {len(ids) - 10} more)" if len(ids) > 10 else ""
-    raise UnknownPersonaError(f"unknown persona_id {persona_id!r}; known: {ids[:10]}{more}")
+    hint = f"did you mean {close}?" if close else f"known: {ids[:10]}{more}"
+    raise UnknownPersonaError(f"unknown persona_id {persona_id!r}; {hint}")
 
 
 def persona_option(value: Any) -> Persona:

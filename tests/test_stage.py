@@ -30,6 +30,7 @@ from esc_env.stage import (
 
 INFO_KEYS = {"strategy", "supporter_utterance", "seeker_utterance", "intensity", "success", "gave_up", "turn",
              "persona_id", "judges", "reward_terms", "usage", "stage", "seeker"}
+assert INFO_KEYS == esc_env.core.INFO_KEYS | {"stage", "seeker"}
 JOB = "stage/job-loss"  # initial intensity 4, progress probability 0.75
 Q, RESTATE, REFLECT, DISCLOSE, AFFIRM, SUGGEST, INFO, OTHERS = range(8)
 
