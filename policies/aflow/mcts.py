@@ -76,7 +76,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from esc_env.core import SearchableEnv
+from esc_env.core import SearchableEnv, StepInfo
 from esc_env.state import episode_of
 
 from ._io import jsonable
@@ -417,8 +417,8 @@ def make_step_reward(spec: "str | StepRewardFn", rubric_weights: Mapping[str, fl
 # the search
 # --------------------------------------------------------------------------------------
 
-_INFO_KEYS = ("strategy", "supporter_utterance", "seeker_utterance", "intensity", "success", "gave_up", "turn",
-              "persona_id", "judges", "reward_terms", "stage")
+#: the info a tree node keeps: every StepInfo key but ``usage``, and the stage env's ``stage``
+_INFO_KEYS = tuple(k for k in StepInfo.__annotations__ if k != "usage") + ("stage",)
 
 
 @dataclass
