@@ -46,8 +46,8 @@ class EpisodeState:
             supporter turn), ``"emotion_reasons"`` (the seeker's reason for each change) and
             ``"emotion_unreadable"`` (turns whose output could not be read).  In ESCStage-v0:
             the stage, progress, repeat count and streak at 5, the start intensity, the
-            progress probability and ``"observed"`` (the affect judge's readings, which the
-            observations show); see :mod:`esc_env.stage.model`.
+            progress probability and ``"observed"`` (the affect judge's latest reading, which
+            the observation shows); see :mod:`esc_env.stage.model`.
     """
 
     persona: Persona
@@ -105,14 +105,19 @@ class EpisodeState:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EpisodeState":
-        """The state of :meth:`to_dict`; a ``ValueError`` names a missing key."""
+    def from_dict(cls, d: Mapping[str, Any], *, copy_hidden: bool = True) -> "EpisodeState":
+        """The state of :meth:`to_dict`; a ``ValueError`` names a missing key.
+
+        ``copy_hidden=False`` shares ``hidden``'s lists with ``d`` (for a caller that only
+        reads the state and never changes it in place: a little faster for search).
+        """
         if not isinstance(d, Mapping):
             raise ValueError(f"an episode state must be a dict, got {type(d).__name__}")
         try:
+            hidden = d.get("hidden", {})
             return cls(
-                persona=Persona.from_dict(d["persona"]),
-                turns=[Turn.from_dict(t) for t in d["turns"]],
+                persona=_persona_from_dict(d["persona"]),
+                turns=[_turn_from_dict(t) for t in d["turns"]],
                 intensities=[float(x) for x in d["intensities"]],
                 seed=int(d["seed"]),
                 strategies=[int(s) for s in d.get("strategies", [])],
@@ -120,7 +125,7 @@ class EpisodeState:
                 success=bool(d.get("success", False)),
                 gave_up=bool(d.get("gave_up", False)),
                 truncated=bool(d.get("truncated", False)),
-                hidden=_copy_data(dict(d.get("hidden", {}))),
+                hidden=_copy_data(dict(hidden)) if copy_hidden else dict(hidden),
             )
         except KeyError as e:
             raise ValueError(f"episode state is missing the key {e.args[0]!r}") from None
@@ -150,18 +155,60 @@ def _persona_dict(p: Persona) -> dict:
     return _copy_data(d)
 
 
+#: personas parsed before, by id: (their dict, the Persona); a hit needs an equal dict
+_PERSONAS_BY_ID: dict[str, tuple[dict, Persona]] = {}
+
+
+def _persona_from_dict(d: Any) -> Persona:
+    """``Persona.from_dict(d)``, parsed once per distinct persona dict (a hot path of search)."""
+    pid = d.get("id") if isinstance(d, dict) else None
+    hit = _PERSONAS_BY_ID.get(pid) if isinstance(pid, str) else None
+    if hit is not None and hit[0] == d:
+        return hit[1]
+    p = Persona.from_dict(d)
+    if isinstance(pid, str):
+        if len(_PERSONAS_BY_ID) >= 4096:
+            _PERSONAS_BY_ID.clear()
+        _PERSONAS_BY_ID[pid] = (_copy_data(d), p)
+    return p
+
+
+#: turns parsed before, by text (turns are immutable; templated and searched dialogues repeat them)
+_TURNS_BY_TEXT: dict[str, Turn] = {}
+
+
+def _turn_from_dict(d: Mapping[str, Any]) -> Turn:
+    """``Turn.from_dict(d)``, reusing an equal turn parsed before (a hot path of search)."""
+    text = d["text"]
+    hit = _TURNS_BY_TEXT.get(text) if type(text) is str else None
+    if hit is not None and hit.speaker == d["speaker"] and hit.strategy == d.get("strategy"):
+        return hit
+    t = Turn.from_dict(d)
+    if type(text) is str:
+        if len(_TURNS_BY_TEXT) >= 16384:
+            _TURNS_BY_TEXT.clear()
+        _TURNS_BY_TEXT[text] = t
+    return t
+
+
 def _turn_dict(t: Turn) -> dict:
     """``Turn.to_dict()`` without ``dataclasses.asdict`` (a hot path of search)."""
     return {"speaker": t.speaker, "text": t.text} if t.strategy is None else {"speaker": t.speaker, "text": t.text, "strategy": t.strategy}
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _copy_data(x: Any) -> Any:
     """A copy of JSON-like data (dicts, lists, tuples of scalars); faster than ``copy.deepcopy``."""
-    if isinstance(x, dict):
-        return {k: _copy_data(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_copy_data(v) for v in x] if any(isinstance(v, (dict, list, tuple)) for v in x) else list(x)
-    return copy.deepcopy(x) if not isinstance(x, (str, int, float, bool, type(None))) else x
+    t = type(x)
+    if t is dict:
+        return {k: (v if type(v) in _SCALARS else _copy_data(v)) for k, v in x.items()}
+    if t is list or t is tuple:
+        return [v if type(v) in _SCALARS else _copy_data(v) for v in x]
+    if t in _SCALARS:
+        return x
+    return copy.deepcopy(x)
 
 
 def episode_of(state: "EnvState | Mapping[str, Any]") -> dict:

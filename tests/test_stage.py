@@ -334,8 +334,13 @@ def test_transition_errors():
         env.transition([done.state], [0])
     with pytest.raises(ValueError, match="missing the key"):
         env.transition([{"turn": 0}], [0])
-    with pytest.raises(ValueError, match="strategies"):
-        ESCStageEnv(strategies="aflow").transition([state], [0])
+    stepped = ESCStageEnv()
+    stepped.reset(seed=0)
+    stepped.step(Q)
+    with pytest.raises(ValueError, match=r"strategy 0 \('Question'\) is not that of this env's strategies"):
+        ESCStageEnv(strategies="aflow").transition([stepped.get_state()], [0])
+    with pytest.raises(ValueError, match="not an ESCStage-v0 episode"):  # an LLM env's episode
+        env.transition([dict(state["episode"], hidden={})], [0])
 
 
 # ---- reference policies ------------------------------------------------------------------------
@@ -392,6 +397,8 @@ def test_stage_oracle_reads_the_hidden_stage():
         s2["hidden"]["stage"] = stage
         if last is not None:  # as if the supporter had just used strategy ``last``
             s2["strategies"], s2["rewards"] = [last], [0.0]
+            s2["turns"] += [{"speaker": "supporter", "text": "...", "strategy": env.strategies.names[last]},
+                            {"speaker": "seeker", "text": "..."}]
         return s2
 
     for stage in ("exploration", "comforting", "action"):

@@ -21,7 +21,7 @@ from agents.strategies import StrategySet, get_strategy_set
 from ..core import EnvState, EpisodeOverError, Observation, StageStepInfo, Transition
 from ..rewards import RewardConfig, RewardSpec, resolve_reward, reward_terms
 from ..spaces import ACTION_MODES, action_space, make_observation, observation_space
-from ..state import EpisodeState, choose_persona, parse_action, start_info
+from ..state import EpisodeState, choose_persona, episode_of, parse_action, start_info
 from .model import (
     DEFAULT_PERSONAS,
     HIDDEN_KEYS,
@@ -351,7 +351,7 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
             s, hid = self.state, self.state.hidden
             head = (
                 f"[turn {s.turn}/{self.max_turns} | persona {s.persona.id} | stage {hid['stage']} "
-                f"(progress {hid['progress']}) | intensity {s.intensity:.1f} (judge {hid['observed'][-1]:.2f})"
+                f"(progress {hid['progress']}) | intensity {s.intensity:.1f} (judge {hid['observed']:.2f})"
                 + (" | relieved" if s.success else "") + (" | gave up" if s.gave_up else "") + "]"
             )
             text = head + "\n" + format_dialogue(s.turns, with_strategies=True, last=2)
@@ -371,7 +371,7 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
     def set_state(self, state: Any) -> None:
         """Restore a state from :meth:`get_state` (or an episode from :meth:`transition`, or an
         :class:`EpisodeState`); stepping then continues exactly as from the original."""
-        episode = copy.deepcopy(self.episode_state(state))
+        episode = self.episode_state(EpisodeState.coerce(state))  # a copy: the env owns its state
         if isinstance(state, Mapping) and "np_random" in state:
             self.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
         self.state = episode
@@ -397,18 +397,22 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
     def episode_state(self, state: Any) -> EpisodeState:
         """The :class:`EpisodeState` of a ``get_state()`` dict, an episode dict
         (``Transition.state``) or an ``EpisodeState`` (returned as is), checked against this env.
+        The result may share lists with ``state``: read it, do not change it in place.
 
         Raises:
             ValueError: not a state of this model and strategy set; the message says why.
         """
-        episode = state if isinstance(state, EpisodeState) else EpisodeState.coerce(state)
+        episode = state if isinstance(state, EpisodeState) else EpisodeState.from_dict(episode_of(state), copy_hidden=False)
         missing = [k for k in HIDDEN_KEYS if k not in episode.hidden]
         if missing:
             raise ValueError(f"the state is not an {MODEL_NAME} episode: its hidden variables lack {missing}")
         if episode.hidden["model"] != MODEL_NAME:
             raise ValueError(f"the state is from {episode.hidden['model']!r}, not {MODEL_NAME}")
-        if list(episode.hidden["strategy_set"]) != self.strategies.names:
-            raise ValueError(f"the state uses strategies {episode.hidden['strategy_set']}, this env {self.strategies.names}")
+        if episode.strategies:  # the last supporter turn's label names its strategy in this env's set
+            i, label = episode.strategies[-1], (episode.turns[-2].strategy if len(episode.turns) >= 2 else None)
+            if not 0 <= i < len(self.strategies) or self.strategies.names[i] != label:
+                raise ValueError(f"the state's strategy {i} ({label!r}) is not that of this env's strategies "
+                                 f"{self.strategies.names}")
         return episode
 
     def initial_state(self, persona: Persona, seed: int) -> EpisodeState:
@@ -424,14 +428,13 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
             seed=int(seed),
             hidden={
                 "model": MODEL_NAME,
-                "strategy_set": list(self.strategies.names),
                 "stage": STAGES[0],
                 "progress": 0,
                 "repeat": 0,
                 "high_streak": 0,
                 "start_intensity": i0,
                 "progress_prob": progress_probability(persona),
-                "observed": [judge_reading(i0, self.judge_noise, u[2], u[3])],
+                "observed": judge_reading(i0, self.judge_noise, u[2], u[3]),
             },
         )
 
@@ -444,12 +447,12 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
 
     def observation_of(self, state: EpisodeState) -> Observation:
         """The observation of an episode: the affect judge's latest reading as the intensity."""
-        return make_observation(format_dialogue(state.turns), state.turn, state.hidden["observed"][-1],  # type: ignore[return-value]
+        return make_observation(format_dialogue(state.turns), state.turn, state.hidden["observed"],  # type: ignore[return-value]
                                 state.last_strategy(len(self.strategies)))
 
     def reset_info(self, state: EpisodeState) -> StageStepInfo:
         """The ``info`` of ``reset`` (see :func:`esc_env.state.start_info`)."""
-        return start_info(state, {"affect": state.hidden["observed"][-1]}, stage=state.hidden["stage"],  # type: ignore[return-value]
+        return start_info(state, {"affect": state.hidden["observed"]}, stage=state.hidden["stage"],  # type: ignore[return-value]
                           seeker="stage-model")
 
     # ---- internals ------------------------------------------------------------------------
@@ -506,6 +509,6 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
             gave_up=res.gave_up,
             truncated=truncated,
             hidden=dict(s.hidden, stage=STAGES[stage], progress=progress, repeat=rep, high_streak=streak,
-                        observed=s.hidden["observed"] + [observed]),
+                        observed=observed),
         )
         return new, self.observation_of(new), reward, terminated, truncated, info  # type: ignore[return-value]

@@ -225,11 +225,10 @@ def start_intensity(persona: Persona) -> float:
 #: the name of the model in ``EpisodeState.hidden["model"]``
 MODEL_NAME = "ESCStage-v0"
 #: the keys of ``EpisodeState.hidden`` in a stage-model episode: the model's name, the
-#: strategy set's names, the stage, the progress built in it, how often the last strategy
-#: was used in a row, consecutive replies at intensity 5, the start intensity, the
-#: probability that a fitting move builds progress, and the affect judge's readings (one
-#: after the opening and one after every supporter turn: what the observations show)
-HIDDEN_KEYS: tuple[str, ...] = ("model", "strategy_set", "stage", "progress", "repeat", "high_streak",
+#: stage, the progress built in it, how often the last strategy was used in a row,
+#: consecutive replies at intensity 5, the start intensity, the probability that a fitting
+#: move builds progress, and the affect judge's latest reading (what the observation shows)
+HIDDEN_KEYS: tuple[str, ...] = ("model", "stage", "progress", "repeat", "high_streak",
                                 "start_intensity", "progress_prob", "observed")
 
 
