@@ -12,7 +12,8 @@ import copy
 import difflib
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -254,7 +255,7 @@ def parse_action(action: Any, action_mode: str, strategies: Sequence[str] | Any)
     Raises:
         ValueError: the action breaks a rule; the message names the action and the rule.
     """
-    names = list(getattr(strategies, "names", strategies))
+    names = getattr(strategies, "names", strategies)
     if action_mode == "strategy":
         return ParsedAction(_strategy_index(action, names, "action"), None)
     if action_mode == "text":

@@ -271,6 +271,7 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
                 f"pass strategy_roles={{name: role}} with roles from {list(ROLES)}"
             )
         self.roles: tuple[str, ...] = tuple(role_map[n.lower()] for n in self.strategies.names)
+        self._names: list[str] = self.strategies.names
 
         if action_mode == "text":
             raise ValueError(
@@ -410,7 +411,7 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
             raise ValueError(f"the state is from {episode.hidden['model']!r}, not {MODEL_NAME}")
         if episode.strategies:  # the last supporter turn's label names its strategy in this env's set
             i, label = episode.strategies[-1], (episode.turns[-2].strategy if len(episode.turns) >= 2 else None)
-            if not 0 <= i < len(self.strategies) or self.strategies.names[i] != label:
+            if not 0 <= i < len(self._names) or self._names[i] != label:
                 raise ValueError(f"the state's strategy {i} ({label!r}) is not that of this env's strategies "
                                  f"{self.strategies.names}")
         return episode
@@ -459,7 +460,7 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
     def _advance(self, s: EpisodeState, action: Any) -> tuple[EpisodeState, Observation, float, bool, bool, StageStepInfo]:
         """One step from ``s`` (not changed): the next episode, its observation, the reward,
         terminated, truncated and ``info``."""
-        a = parse_action(action, self.action_mode, self.strategies.names)
+        a = parse_action(action, self.action_mode, self._names)
         idx, text = int(a.strategy), a.utterance  # type: ignore[arg-type]
         u = uniforms(s.seed, s.turn + 1)
         dyn = self.dynamics
@@ -477,7 +478,7 @@ class ESCStageEnv(gym.Env[dict, "int | dict"]):
         terminated = res.success or res.gave_up
         truncated = (not terminated) and turn >= self.max_turns
         observed = judge_reading(after, self.judge_noise, u[2], u[3])
-        strategy = self.strategies.names[idx]
+        strategy = self._names[idx]
         terms = reward_terms(self.reward_config, before, after, res.success, res.gave_up)
         info = {
             "strategy": strategy,
