@@ -11,7 +11,6 @@ what makes snapshots and tree search simple.
 from __future__ import annotations
 
 import copy
-import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -27,98 +26,12 @@ from agents.personas import Persona
 from agents.scales import INTENSITY_HIGH, INTENSITY_LOW
 from agents.strategies import StrategySet
 
-from .core import EpisodeOverError, Transition
+from .core import EpisodeOverError, ResetInfo, Transition
 from .rewards import RewardConfig, RewardFn, reward_terms
-from .spaces import MAX_UTTERANCE_CHARS, make_observation
+from .spaces import make_observation
+from .state import EpisodeState, ParsedAction, parse_action, start_info
 
-_SEED_SPACE = 2**31 - 1
-
-
-@dataclass
-class EpisodeState:
-    """One conversation in progress.
-
-    Attributes:
-        persona: the seeker's persona.
-        turns: the dialogue so far (starts with the seeker's opening).
-        intensities: judged intensity after the opening and after every supporter turn.
-        strategies: strategy index of every supporter turn (``-1`` where none was given).
-        rewards: reward of every step.
-        seed: the episode seed; the seed of each LLM call is derived from it and the turn,
-            so a restored state continues exactly as the original.
-        success, gave_up, truncated: how the episode ended (all ``False`` while running).
-        hidden: the seeker model's hidden variables, never shown to the supporter: with
-            ``seeker_emotion``, ``"emotion"`` (the level after the opening and after every
-            supporter turn), ``"emotion_reasons"`` (the seeker's reason for each change) and
-            ``"emotion_unreadable"`` (turns whose output could not be read).
-    """
-
-    persona: Persona
-    turns: list[Turn]
-    intensities: list[float]
-    seed: int
-    strategies: list[int] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-    success: bool = False
-    gave_up: bool = False
-    truncated: bool = False
-    hidden: dict = field(default_factory=dict)
-
-    @property
-    def turn(self) -> int:
-        """Number of supporter turns taken."""
-        return len(self.rewards)
-
-    @property
-    def intensity(self) -> float:
-        return self.intensities[-1]
-
-    @property
-    def done(self) -> bool:
-        return self.success or self.gave_up or self.truncated
-
-    def call_seed(self, role_offset: int) -> int:
-        return (self.seed * 1_000_003 + self.turn * 7919 + role_offset) % _SEED_SPACE
-
-    def to_dict(self) -> dict:
-        d = {
-            "persona": self.persona.to_dict(),
-            "turns": [t.to_dict() for t in self.turns],
-            "intensities": [float(x) for x in self.intensities],
-            "seed": int(self.seed),
-            "strategies": [int(s) for s in self.strategies],
-            "rewards": [float(r) for r in self.rewards],
-            "success": self.success,
-            "gave_up": self.gave_up,
-            "truncated": self.truncated,
-        }
-        if self.hidden:
-            d["hidden"] = copy.deepcopy(self.hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EpisodeState":
-        try:
-            return cls(
-                persona=Persona.from_dict(d["persona"]),
-                turns=[Turn.from_dict(t) for t in d["turns"]],
-                intensities=[float(x) for x in d["intensities"]],
-                seed=int(d["seed"]),
-                strategies=[int(s) for s in d.get("strategies", [])],
-                rewards=[float(r) for r in d.get("rewards", [])],
-                success=bool(d.get("success", False)),
-                gave_up=bool(d.get("gave_up", False)),
-                truncated=bool(d.get("truncated", False)),
-                hidden=copy.deepcopy(dict(d.get("hidden", {}))),
-            )
-        except KeyError as e:
-            raise ValueError(f"episode state is missing the key {e.args[0]!r}") from None
-
-
-@dataclass
-class ParsedAction:
-    strategy: int | None
-    utterance: str | None
+__all__ = ["DialogueEngine", "EpisodeState", "ParsedAction"]  # the state types live in esc_env.state
 
 
 class _RoleTimer:
@@ -262,40 +175,8 @@ class DialogueEngine:
 
     # ---- actions --------------------------------------------------------------------
     def parse_action(self, action: Any) -> ParsedAction:
-        """Check one action against the action mode; a ``ValueError`` names what was wrong."""
-        n = len(self.strategies)
-        if self.action_mode == "strategy":
-            return ParsedAction(self._strategy_index(action, n), None)
-        if self.action_mode == "text":
-            return ParsedAction(None, self._utterance(action))
-        if not isinstance(action, dict) or set(action) != {"strategy", "utterance"}:
-            raise ValueError(
-                f"invalid action {action!r}: in 'strategy+text' mode an action is a dict "
-                "{'strategy': int, 'utterance': str}"
-            )
-        return ParsedAction(self._strategy_index(action["strategy"], n), self._utterance(action["utterance"]))
-
-    @staticmethod
-    def _strategy_index(action: Any, n: int) -> int:
-        if isinstance(action, np.ndarray) and action.shape == ():
-            action = action.item()
-        if isinstance(action, (bool, np.bool_)) or not isinstance(action, numbers.Integral):
-            raise ValueError(f"invalid action {action!r}: expected a strategy index, an int in [0, {n - 1}]")
-        if not 0 <= int(action) < n:
-            raise ValueError(f"invalid action {action!r}: strategy index must be in [0, {n - 1}]")
-        return int(action)
-
-    @staticmethod
-    def _utterance(text: Any) -> str:
-        if not isinstance(text, str):
-            raise ValueError(f"invalid action {text!r}: expected the supporter's utterance as a str")
-        if not text.strip():
-            raise ValueError("invalid action '': the supporter's utterance must not be empty")
-        if len(text) > MAX_UTTERANCE_CHARS:
-            raise ValueError(
-                f"invalid action (a str of {len(text)} characters): utterances are limited to {MAX_UTTERANCE_CHARS} characters"
-            )
-        return text.strip()
+        """Check one action against the action mode (:func:`esc_env.state.parse_action`)."""
+        return parse_action(action, self.action_mode, self.strategies.names)
 
     # ---- episode start --------------------------------------------------------------
     def start(self, personas: Sequence[Persona], seeds: Sequence[int]) -> list[EpisodeState]:
@@ -484,12 +365,10 @@ class DialogueEngine:
 
     # ---- observations ---------------------------------------------------------------
     def observation(self, st: EpisodeState) -> dict:
-        last = st.strategies[-1] if st.strategies and st.strategies[-1] >= 0 else len(self.strategies)
-        return make_observation(format_dialogue(st.turns), st.turn, st.intensity, last)
+        return make_observation(format_dialogue(st.turns), st.turn, st.intensity, st.last_strategy(len(self.strategies)))
 
-    def reset_info(self, st: EpisodeState) -> dict:
+    def reset_info(self, st: EpisodeState) -> ResetInfo:
         judges: dict[str, Any] = {"affect": st.intensity}
         if self.emotion is not None:
             judges["emotion"] = EmotionUpdate(st.hidden["emotion"][-1], 0.0, "", "").info()
-        return {"persona_id": st.persona.id, "intensity": {"before": st.intensity, "after": st.intensity}, "turn": 0,
-                "seeker_utterance": st.turns[0].text, "judges": judges}
+        return start_info(st, judges)

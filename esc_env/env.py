@@ -11,9 +11,9 @@ from agents.dialogue import Turn, format_dialogue
 from agents.personas import Persona
 
 from .build import build_engine, resolve_personas
-from .core import EpisodeOverError, Transition
-from .engine import EpisodeState
+from .core import EnvState, EpisodeOverError, Observation, ResetInfo, StepInfo, Transition
 from .spaces import action_space, observation_space
+from .state import EpisodeState, choose_persona
 
 
 class ESCEnv(gym.Env):
@@ -96,14 +96,9 @@ class ESCEnv(gym.Env):
 
     ## Info
 
-    `strategy`, `supporter_utterance`, `seeker_utterance`, `intensity` (`before`/`after`),
-    `success`, `gave_up`, `turn`, `persona_id`, `judges` (all judge outputs: `affect`, and
-    `rubric`/`outcome` when enabled; with `seeker_emotion`, `emotion`: `level`, `change`,
-    `parsed`, `clipped`, `error`, where `parsed=False` says the seeker's output could not be
-    read and the level was kept), `reward_terms`, `usage` (per role: the tokens of this
-    conversation's share of the batched call; wall-clock `seconds` too with `timings=True`).
-    `info` is reproducible: the same seed and actions give the same `info`.  The seeker's
-    reasons for its emotion changes are never in `info` or the observation (they are in
+    `reset` and `step` return an `esc_env.core.StepInfo` (its docstring describes every
+    key; `esc_env.core.INFO_KEYS` lists them).  `info` is reproducible: the same seed and actions give the same `info`.  The seeker's reasons for
+    its emotion changes are never in `info` or the observation (they are in
     `get_state()["episode"]["hidden"]`).
 
     ## Arguments
@@ -181,16 +176,18 @@ class ESCEnv(gym.Env):
         self.state: EpisodeState | None = None
 
     # ---- Gymnasium API --------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Observation, ResetInfo]:
+        """Start an episode; ``options``: ``{"persona_id": str}`` or ``{"persona": Persona}``
+        (see :func:`esc_env.state.choose_persona`)."""
         super().reset(seed=seed)
-        persona = self._choose_persona(options)
+        persona = choose_persona(self.personas, options, self.np_random)
         episode_seed = int(self.np_random.integers(2**31 - 1))
         self.state = self.engine.start([persona], [episode_seed])[0]
         if self.render_mode == "human":
             self.render()
         return self.engine.observation(self.state), self.engine.reset_info(self.state)
 
-    def step(self, action):
+    def step(self, action) -> tuple[Observation, float, bool, bool, StepInfo]:
         if self.state is None:
             raise EpisodeOverError("call reset() before step()")
         if self.state.done:
@@ -212,47 +209,31 @@ class ESCEnv(gym.Env):
         return text
 
     # ---- snapshots and search -------------------------------------------------------
-    def get_state(self) -> dict:
+    def get_state(self) -> EnvState:
         """The episode and the env's RNG as JSON-serialisable data."""
         if self.state is None:
             raise EpisodeOverError("call reset() before get_state()")
         return {"episode": self.state.to_dict(), "np_random": _rng_state(self.np_random)}
 
     def set_state(self, state: dict) -> None:
-        """Restore a state from :meth:`get_state`; the env then continues exactly as the original."""
-        episode = state["episode"] if "episode" in state else state
-        self.state = EpisodeState.from_dict(episode)
-        if "np_random" in state:
+        """Restore a state from :meth:`get_state` (or an episode from :meth:`transition`, or an
+        :class:`EpisodeState`); the env then continues exactly as the original."""
+        self.state = EpisodeState.coerce(state)
+        if isinstance(state, dict) and "np_random" in state:
             self.np_random.bit_generator.state = state["np_random"]
 
     def transition(self, states: Sequence[dict], actions: Sequence[Any]) -> list[Transition]:
         """Next states of many (state, action) pairs in one batched call per role.
 
         A pure function: the env's own episode is not touched.  ``states`` are dicts from
-        :meth:`get_state` or from earlier transitions.
+        :meth:`get_state` or from earlier transitions (or :class:`EpisodeState` objects).
         """
-        episodes = [EpisodeState.from_dict(s["episode"] if "episode" in s else s) for s in states]
-        out = self.engine.transition(episodes, list(actions))
-        return out
+        episodes = [EpisodeState.coerce(s) for s in states]
+        return self.engine.transition(episodes, list(actions))
 
     def make_states(self, personas: Sequence[Persona], dialogues: Sequence[Sequence[Turn]], seeds: Sequence[int]) -> list[dict]:
         """States from dialogue prefixes (each ending with a seeker turn); one judge call."""
         return [s.to_dict() for s in self.engine.states_from_dialogues(personas, dialogues, seeds)]
-
-    # ---- helpers --------------------------------------------------------------------
-    def _choose_persona(self, options: dict | None) -> Persona:
-        options = options or {}
-        unknown = sorted(set(options) - {"persona", "persona_id"})
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; known: ['persona', 'persona_id']")
-        if "persona" in options:
-            p = options["persona"]
-            if not isinstance(p, Persona):
-                raise ValueError(f"options['persona'] must be a Persona, got {type(p).__name__}")
-            return p
-        if "persona_id" in options:
-            return self.personas.get(options["persona_id"])
-        return self.personas[int(self.np_random.integers(len(self.personas)))]
 
 
 def _rng_state(rng: np.random.Generator) -> dict:

@@ -12,10 +12,10 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array,
 from agents.personas import Persona
 
 from .build import build_engine, resolve_personas
-from .engine import EpisodeState
 from .env import render_transcript
 from .recording import EpisodeRecorder, episode_record
 from .spaces import action_space, observation_space
+from .state import RESET_OPTIONS, EpisodeState, check_reset_options, choose_persona, find_persona, persona_option
 
 
 class ESCVectorEnv(VectorEnv):
@@ -123,17 +123,18 @@ class ESCVectorEnv(VectorEnv):
 
     # ---- helpers --------------------------------------------------------------------
     def _personas_from_options(self, options: dict | None) -> list[Persona | None]:
-        options = options or {}
-        unknown = sorted(set(options) - {"persona_id", "persona_ids"})
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; known: ['persona_id', 'persona_ids']")
+        """The single env's options (``persona``, ``persona_id``: every sub-env), plus
+        ``persona_ids`` (one id per sub-env)."""
+        options = check_reset_options(options, RESET_OPTIONS + ("persona_ids",))
         if "persona_ids" in options:
             ids = list(options["persona_ids"])
             if len(ids) != self.num_envs:
                 raise ValueError(f"options['persona_ids'] has {len(ids)} ids for {self.num_envs} envs")
-            return [self.personas.get(x) for x in ids]
+            return [find_persona(self.personas, x) for x in ids]
+        if "persona" in options:
+            return [persona_option(options["persona"])] * self.num_envs
         if "persona_id" in options:
-            return [self.personas.get(options["persona_id"])] * self.num_envs
+            return [find_persona(self.personas, options["persona_id"])] * self.num_envs
         return [None] * self.num_envs
 
     def _draw(self, idx: list[int], chosen: list[Persona | None]) -> tuple[list[Persona], list[int]]:
@@ -141,7 +142,7 @@ class ESCVectorEnv(VectorEnv):
         personas, seeds = [], []
         for i in idx:
             rng = self._rngs[i]
-            p = chosen[i] if chosen[i] is not None else self.personas[int(rng.integers(len(self.personas)))]
+            p = chosen[i] if chosen[i] is not None else choose_persona(self.personas, None, rng)
             personas.append(p)
             seeds.append(int(rng.integers(2**31 - 1)))
         return personas, seeds

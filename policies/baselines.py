@@ -27,6 +27,7 @@ import numpy as np
 
 from agents.dialogue import Turn
 from agents.strategies import StrategySet, get_strategy_set
+from esc_env.state import episode_of
 
 __all__ = [
     "Policy",
@@ -132,8 +133,8 @@ def dialogue_turns(observation: dict | None = None, state: dict | None = None) -
     """The dialogue as :class:`Turn` objects: from ``state["turns"]`` when given, else parsed
     from the observation's ``Seeker: ...`` / ``Supporter: ...`` text (a line without a
     speaker label continues the previous turn)."""
-    if state is not None and "episode" in state:
-        state = state["episode"]
+    if state is not None:
+        state = episode_of(state)
     if state is not None and "turns" in state:
         return [t if isinstance(t, Turn) else Turn.from_dict(t) for t in state["turns"]]
     if observation is None:

@@ -20,6 +20,7 @@ from esc_env.vector import ESCVectorEnv
 GREEDY = {"temperature": 0.0, "max_new_tokens": 16}
 INFO_KEYS = {"strategy", "supporter_utterance", "seeker_utterance", "intensity", "success", "gave_up", "turn",
              "persona_id", "judges", "reward_terms", "usage"}
+assert INFO_KEYS == esc_env.core.INFO_KEYS  # the TypedDict StepInfo is the one description of them
 
 
 def llm_calls_per_step(env) -> int:

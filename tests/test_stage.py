@@ -15,7 +15,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import esc_env  # noqa: F401  (registers the ids)
-import esc_env.stage as stage_module
+import esc_env.stage.env as stage_env_module
 from agents.personas import Persona
 from agents.strategies import AFLOW, ESCONV, StrategySet
 from esc_env.core import EpisodeOverError, Transition
@@ -30,6 +30,7 @@ from esc_env.stage import (
 
 INFO_KEYS = {"strategy", "supporter_utterance", "seeker_utterance", "intensity", "success", "gave_up", "turn",
              "persona_id", "judges", "reward_terms", "usage", "stage", "seeker"}
+assert INFO_KEYS == esc_env.core.INFO_KEYS | {"stage", "seeker"}
 JOB = "stage/job-loss"  # initial intensity 4, progress probability 0.75
 Q, RESTATE, REFLECT, DISCLOSE, AFFIRM, SUGGEST, INFO, OTHERS = range(8)
 
@@ -144,7 +145,8 @@ def test_repeating_a_strategy_wears_off():
     env = noiseless()
     env.reset(seed=0, options={"persona_id": JOB})
     state = env.get_state()
-    state["episode"].update(stage="comforting", progress=0, intensity=5.0)
+    state["episode"]["hidden"].update(stage="comforting", progress=0)
+    state["episode"]["intensities"][-1] = 5.0
     env.set_state(state)
     drops = []
     for _ in range(3):
@@ -201,7 +203,7 @@ def test_reset_options_and_personas():
     env = ESCStageEnv(personas=[low, DEFAULT_PERSONAS[0]])
     obs, info = env.reset(seed=0, options={"persona": low})
     assert info["persona_id"] == "low" and obs["dialogue"] == "Seeker: Hi. I feel flat."
-    assert env.get_state()["episode"]["intensity"] == 3.0  # started at the model's minimum
+    assert env.get_state()["episode"]["intensities"] == [3.0]  # started at the model's minimum
     _, info = env.reset(seed=0, options={"persona_id": DEFAULT_PERSONAS[0].id})
     assert info["persona_id"] == DEFAULT_PERSONAS[0].id and info["intensity"]["before"] == 4.0
     with pytest.raises(ValueError, match="unknown persona_id 'nope'"):
@@ -277,7 +279,7 @@ def test_get_state_set_state_round_trip_continues_identically():
     for a in (0, 1):
         env.step(a)
     state = json.loads(json.dumps(env.get_state()))  # JSON-serialisable
-    assert {"key", "counter"} <= set(state["episode"]["rng"])
+    assert isinstance(state["episode"]["seed"], int) and state["episode"]["hidden"]["stage"] in ("exploration", "comforting", "action")
     actions = [2, 4, 2, 5, 6, 5, 6, 0]
 
     def play(e):
@@ -316,7 +318,7 @@ def test_transition_is_pure_and_repeatable():
         assert same((obs, r, term, trunc, info), (t1[a].observation, t1[a].reward, t1[a].terminated, t1[a].truncated, t1[a].info))
     # transition states chain, and differ from one another
     t3 = env.transition([t1[0].state], [1])[0]
-    assert t3.state["turn"] == 3 and t3.info["turn"] == 3
+    assert len(t3.state["rewards"]) == 3 and t3.info["turn"] == 3
     assert len({json.dumps(t.state, sort_keys=True) for t in t1}) == 8
 
 
@@ -330,10 +332,15 @@ def test_transition_errors():
     assert done.done
     with pytest.raises(EpisodeOverError):
         env.transition([done.state], [0])
-    with pytest.raises(ValueError, match="missing key"):
+    with pytest.raises(ValueError, match="missing the key"):
         env.transition([{"turn": 0}], [0])
-    with pytest.raises(ValueError, match="strategies"):
-        ESCStageEnv(strategies="aflow").transition([state], [0])
+    stepped = ESCStageEnv()
+    stepped.reset(seed=0)
+    stepped.step(Q)
+    with pytest.raises(ValueError, match=r"strategy 0 \('Question'\) is not that of this env's strategies"):
+        ESCStageEnv(strategies="aflow").transition([stepped.get_state()], [0])
+    with pytest.raises(ValueError, match="not an ESCStage-v0 episode"):  # an LLM env's episode
+        env.transition([dict(state["episode"], hidden={})], [0])
 
 
 # ---- reference policies ------------------------------------------------------------------------
@@ -364,7 +371,7 @@ def test_optimal_policy_explores_first_and_needs_the_default_reward_formula():
         assert opt.action(s) in (Q, RESTATE, REFLECT)  # never advice in the exploration stage
         assert opt.value(s) > 1.0
     done = env.transition([s], [OTHERS])[0]
-    env.set_state(dict(env.get_state(), episode=dict(done.state, terminated=True)))
+    env.set_state(dict(env.get_state(), episode=dict(done.state, success=True)))
     assert opt.value(env.get_state()["episode"]) == 0.0
     with pytest.raises(ValueError, match="default reward formula"):
         OptimalPolicy(ESCStageEnv(reward=lambda info: 0.0))
@@ -385,17 +392,25 @@ def test_stage_oracle_reads_the_hidden_stage():
     env.reset(seed=0)
     s = env.get_state()["episode"]
     picks = {}
+    def at(stage, last=None):
+        s2 = copy.deepcopy(s)
+        s2["hidden"]["stage"] = stage
+        if last is not None:  # as if the supporter had just used strategy ``last``
+            s2["strategies"], s2["rewards"] = [last], [0.0]
+            s2["turns"] += [{"speaker": "supporter", "text": "...", "strategy": env.strategies.names[last]},
+                            {"speaker": "seeker", "text": "..."}]
+        return s2
+
     for stage in ("exploration", "comforting", "action"):
-        s2 = dict(s, stage=stage)
-        picks[stage] = env.strategies.names[stage_oracle_action(env, s2)]
+        picks[stage] = env.strategies.names[stage_oracle_action(env, at(stage))]
     assert picks == {"exploration": "Question", "comforting": "Self-disclosure", "action": "Providing Suggestions"}
     # it never repeats the last strategy
-    assert stage_oracle_action(env, dict(s, stage="comforting", last_strategy=DISCLOSE)) == AFFIRM
-    assert stage_oracle_action(env, dict(s, stage="action", last_strategy=SUGGEST)) == INFO
+    assert stage_oracle_action(env, at("comforting", DISCLOSE)) == AFFIRM
+    assert stage_oracle_action(env, at("action", SUGGEST)) == INFO
 
 
 def test_docstring_examples_run():
-    res = doctest.testmod(stage_module, optionflags=doctest.ELLIPSIS)
+    res = doctest.testmod(stage_env_module, optionflags=doctest.ELLIPSIS)
     assert res.attempted >= 5 and res.failed == 0
 
 
@@ -410,3 +425,50 @@ def test_thousands_of_steps_per_second():
         ep += 1
     rate = n / (time.perf_counter() - t)
     assert rate > 1000, f"{rate:.0f} steps/s"
+
+
+# ---- the package and the solver's reward -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bonus,cost,improvement", [(1.0, 0.0, 1.0), (3.0, 0.25, 1.0), (1.0, 0.0, 5.0), (0.0, 0.5, 2.0)])
+def test_solver_values_follow_the_reward_config(bonus, cost, improvement):
+    """Hand-checked one-turn case: the exams persona starts at 3.0 (h = 4) in exploration,
+    whose floor is 3.0; with noise 1 the intensity moves by exactly +-0.5 (p = 1/2 each), and
+    relief is at 2.5.  A calming or neutral move ends at 2.5 (relief, improvement +0.5) or
+    3.5 (-0.5), so its value is (w/8 + b)/2 + (-w/8)/2 - c = b/2 - c whatever the
+    improvement weight w; advice only raises the intensity.  So V = b/2 - c."""
+    cfg = {"success_bonus": bonus, "turn_cost": cost, "improvement_weight": improvement}
+    env = ESCStageEnv(max_turns=1, noise=1.0, relief_threshold=2.5, reward=cfg)
+    opt = OptimalPolicy(env)
+    env.reset(seed=0, options={"persona_id": "stage/exams"})
+    assert env.unwrapped.state.intensity == 3.0
+    assert opt.value(env.get_state()) == pytest.approx(bonus / 2 - cost, abs=1e-12)
+    # the simulated mean of the optimal action agrees with the value
+    rewards = [t.reward for t in env.transition([env.get_state()] * 1, [opt.action(env.get_state())])]
+    assert rewards[0] in (pytest.approx(improvement / 8 + bonus - cost), pytest.approx(-improvement / 8 - cost))
+
+
+def test_solver_uses_only_the_public_env_and_reward_terms():
+    import inspect
+
+    import esc_env.stage.solver as solver
+
+    src = inspect.getsource(solver)
+    assert not re.search(r"env\._", src) and "reward_terms(" in src
+    # a changed give-up penalty changes the optimum's value (the solver reads the config each time)
+    a = OptimalPolicy(ESCStageEnv()).expected_return()
+    b = OptimalPolicy(ESCStageEnv(reward={"give_up_penalty": 5.0})).expected_return()
+    assert b < a
+
+
+def test_old_import_paths_and_python_m_still_work():
+    import subprocess
+    import sys
+
+    from esc_env import ESCStageEnv as Lazy
+    from esc_env.stage import main, run_episodes  # noqa: F401
+
+    assert Lazy is ESCStageEnv and gym.spec("esc_env/ESCStage-v0").entry_point == "esc_env.stage:ESCStageEnv"
+    out = subprocess.run([sys.executable, "-m", "esc_env.stage", "--episodes", "20"], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert "| dp-optimal" in out and "exact expected return +1.562" in out

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from esc_env.evaluation.interactive import run_episodes
     from esc_env.recording import EpisodeRecorder
     from esc_env.env import render_transcript
-    from esc_env.engine import EpisodeState
+    from esc_env.state import EpisodeState
 
     positive("--episodes", args.episodes)
     check_policy_spec(args.policy, args.strategies)
@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
         def write(rec: dict) -> None:
             recorder.write(rec)
             if args.show:
-                ep = rec["episode"]
-                text = render_transcript(EpisodeState.from_dict(ep)) if "intensities" in ep else stage_transcript(ep)
+                text = render_transcript(EpisodeState.from_dict(rec["episode"]))
                 print(f"\n=== episode {rec['episode_index']} (seed {rec['reset_seed']}) ===\n{text}", flush=True)
 
         eps = run_episodes(policy, envs, args.episodes, args.seed, on_episode=write, progress=not args.no_progress,
@@ -58,10 +57,3 @@ def run(args: argparse.Namespace) -> int:
           f"(success {n_succ}/{len(eps)}, mean return {sum(e['return'] for e in eps) / len(eps):+.3f})")
     return 0
 
-
-def stage_transcript(state: dict) -> str:
-    from agents.dialogue import Turn, format_dialogue
-
-    end = "relieved" if state.get("success") else "gave up" if state.get("gave_up") else "turn limit"
-    return (f"persona: {state['persona']['id']}\n" + format_dialogue([Turn.from_dict(t) for t in state["turns"]], with_strategies=True)
-            + f"\n[{end}]")

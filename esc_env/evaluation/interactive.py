@@ -32,6 +32,8 @@ import numpy as np
 from gymnasium.envs.registration import registry
 from gymnasium.vector.utils import concatenate, create_empty_array, iterate
 
+from esc_env.state import episode_of
+
 from .metrics import summarize_episodes
 
 __all__ = ["EvalEnvs", "make_eval_envs", "run_episodes", "evaluate_policy", "EvalResult", "unbatch_info",
@@ -218,8 +220,8 @@ class _Running:
         self.truncated = bool(truncated) and not terminated
 
     def record(self, state: Any, extra: dict) -> dict:
-        from esc_env.engine import EpisodeState
         from esc_env.recording import episode_record
+        from esc_env.state import EpisodeState
 
         stats = {
             "episode_index": self.index,
@@ -231,21 +233,7 @@ class _Running:
             **({"rubric": self.rubric} if self.rubric else {}),
             **extra,
         }
-        if isinstance(state, EpisodeState):
-            return episode_record(state, **stats)
-        return {
-            "persona_id": self.persona_id,
-            "seed": self.seed,
-            "return": float(sum(self.rewards)),
-            "length": len(self.rewards),
-            "success": self.success,
-            "gave_up": self.gave_up,
-            "truncated": self.truncated,
-            "intensity_start": self.intensities[0],
-            "intensity_end": self.intensities[-1],
-            **stats,
-            "episode": state,
-        }
+        return episode_record(state if isinstance(state, EpisodeState) else EpisodeState.coerce(state), **stats)
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -298,11 +286,6 @@ def run_episodes(
     return [done[k] for k in range(n_episodes)]
 
 
-def _episode(state: dict) -> dict:
-    """The episode part of a ``get_state()`` result (``{"episode", "np_random"}`` or the episode itself)."""
-    return state["episode"] if isinstance(state, dict) and "episode" in state else state
-
-
 def _run_singles(policy, envs: EvalEnvs, n: int, seed: int, finish) -> None:
     slots: list[tuple[_Running, dict] | None] = [None] * len(envs.singles)
     next_ep = 0
@@ -323,14 +306,14 @@ def _run_singles(policy, envs: EvalEnvs, n: int, seed: int, finish) -> None:
     while any(s is not None for s in slots):
         live = [i for i, s in enumerate(slots) if s is not None]
         obs = [slots[i][1] for i in live]  # type: ignore[index]
-        states = [_episode(envs.singles[i].unwrapped.get_state()) for i in live]
+        states = [episode_of(envs.singles[i].unwrapped.get_state()) for i in live]
         actions = act_batch(policy, obs, states)
         for i, a in zip(live, actions):
             ep = slots[i][0]  # type: ignore[index]
             o, r, term, trunc, info = envs.singles[i].step(a)
             ep.add(r, term, trunc, info)
             if term or trunc:
-                finish(ep, _episode(envs.singles[i].unwrapped.get_state()))
+                finish(ep, episode_of(envs.singles[i].unwrapped.get_state()))
                 start(i)
             else:
                 slots[i] = (ep, o)

@@ -130,7 +130,7 @@ def stage_optimum(env: Any) -> tuple[Callable[[dict], int] | None, float | None]
     opt = stage.OptimalPolicy(core)
 
     def act_state(state: dict) -> int:
-        return int(opt.action(state.get("episode", state)))  # get_state() wraps the episode
+        return int(opt.action(state))  # a get_state() dict, an episode dict or an EpisodeState
 
     return act_state, float(opt.expected_return())
 

@@ -77,7 +77,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from agents.judges.rubric import AFLOW_RUBRIC_WEIGHTS, check_rubric_weights
+from esc_env.core import SearchableEnv, StepInfo
 from esc_env.fileio import jsonable
+from esc_env.state import episode_of
 
 from .tree import Node, Tree, tree_key
 
@@ -302,10 +304,9 @@ def backup(path: Sequence[Node], leaf_value: float, discount: float = 1.0) -> No
 
 def state_turns(state: dict) -> list[dict]:
     """The dialogue turns (``{"speaker", "text", "strategy"?}`` dicts) held in an env state."""
-    if "turns" in state:
-        return list(state["turns"])
-    if "episode" in state and "turns" in state["episode"]:
-        return list(state["episode"]["turns"])
+    episode = episode_of(state)
+    if "turns" in episode:
+        return list(episode["turns"])
     raise KeyError("the environment state holds no 'turns'")
 
 
@@ -437,8 +438,8 @@ def make_step_reward(spec: "str | StepRewardFn", rubric_weights: Mapping[str, fl
 # the search
 # --------------------------------------------------------------------------------------
 
-_INFO_KEYS = ("strategy", "supporter_utterance", "seeker_utterance", "intensity", "success", "gave_up", "turn",
-              "persona_id", "judges", "reward_terms", "stage")
+#: the info a tree node keeps: every StepInfo key but ``usage``, and the stage env's ``stage``
+_INFO_KEYS = tuple(k for k in StepInfo.__annotations__ if k != "usage") + ("stage",)
 
 
 @dataclass
@@ -463,8 +464,8 @@ class SearchStats:
 
 
 def _state_persona_id(state: dict) -> str | None:
-    episode = state.get("episode", state)
-    persona = episode.get("persona") if isinstance(episode, dict) else None
+    episode = episode_of(state)
+    persona = episode.get("persona")
     return persona.get("id") if isinstance(persona, dict) else None
 
 
@@ -506,8 +507,8 @@ class BatchedMCTS:
         progress: bool = False,
     ) -> None:
         self.env = env
-        self.core = getattr(env, "unwrapped", env)
-        for needed in ("get_state", "transition"):
+        self.core: SearchableEnv = getattr(env, "unwrapped", env)
+        for needed in ("get_state", "transition"):  # the part of SearchableEnv that search uses
             if not hasattr(self.core, needed):
                 raise TypeError(f"the environment {type(self.core).__name__} has no {needed}(); AFlow's search needs the esc-env state API")
         self.config = config or MCTSConfig()

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.dialogue import Turn, format_dialogue
+from esc_env.state import episode_of
 
 from .format import (
     FALLBACK_ANSWER,
@@ -226,7 +227,7 @@ class RLFFPolicy:
             reasoning of each row is in :attr:`last_reasoning`, never in the action.
         """
         if states is not None:
-            dialogues = [[Turn.from_dict(t) for t in (s["episode"] if "episode" in s else s)["turns"]] for s in states]
+            dialogues = [[Turn.from_dict(t) for t in episode_of(s)["turns"]] for s in states]
         else:
             dialogues = [parse_dialogue_text(o["dialogue"]) for o in observations]
         return self.act_dialogues(dialogues)
@@ -254,7 +255,7 @@ class RLFFPolicy:
     def propose(self, states: list[dict], seeds: Sequence[int]) -> list[tuple[int | None, str]]:
         """:class:`policies.rlff.simulator.FuturePolicy`: this policy writes the future supporter turns
         (one batched generation seeded with ``seeds[0]``)."""
-        dialogues = [[Turn.from_dict(t) for t in (s["episode"] if "episode" in s else s)["turns"]] for s in states]
+        dialogues = [[Turn.from_dict(t) for t in episode_of(s)["turns"]] for s in states]
         replies = self.reply_batch(dialogues, seed=int(seeds[0]) if len(seeds) else None)
         return [(None, r.answer) for r in replies]
 

@@ -54,7 +54,9 @@ import numpy as np
 
 from agents.dialogue import Turn
 from agents.personas import Persona
+from esc_env.core import SearchableEnv
 from esc_env.spaces import INTENSITY_HIGH, INTENSITY_LOW
+from esc_env.state import episode_of
 
 from esc_env.fileio import append_jsonl_atomic, read_jsonl
 
@@ -179,18 +181,14 @@ class SupporterFuturePolicy:
         if len(seeds) != len(states):
             raise ValueError(f"got {len(seeds)} seeds for {len(states)} states")
         idx = [self.strategy_of(s) for s in seeds]
-        dialogues = [[Turn.from_dict(t) for t in _episode(s)["turns"]] for s in states]
+        dialogues = [[Turn.from_dict(t) for t in episode_of(s)["turns"]] for s in states]
         texts = self.supporter.respond(dialogues, [self.strategies[i].name for i in idx], seed=int(seeds[0])) if states else []
         return list(zip(idx, texts))
 
 
-def _episode(state: dict) -> dict:
-    return state["episode"] if "episode" in state else state
-
-
 def _with_seed(state: dict, seed: int) -> dict:
     s = copy.deepcopy(state)
-    _episode(s)["seed"] = int(seed)
+    episode_of(s)["seed"] = int(seed)
     return s
 
 
@@ -322,7 +320,7 @@ class FutureSimulator:
         common_random_numbers: bool = True,
     ) -> None:
         self.env = env
-        self.unwrapped = env.unwrapped
+        self.unwrapped: SearchableEnv = env.unwrapped
         mode = self.unwrapped.action_mode
         if mode not in ("text", "strategy+text"):
             raise ValueError(f"FutureSimulator needs an env in 'text' or 'strategy+text' action mode, got {mode!r}")
@@ -374,7 +372,7 @@ class FutureSimulator:
     def _check_room(self, states: Sequence[dict]) -> None:
         need = 1 + self.horizon
         for s in states:
-            done = len(_episode(s).get("rewards", []))
+            done = len(episode_of(s).get("rewards", []))
             if done + need > self.unwrapped.max_turns:
                 raise ValueError(
                     f"the env's max_turns={self.unwrapped.max_turns} leaves no room to simulate {need} supporter turns "

@@ -192,7 +192,7 @@ def main(argv=None) -> dict:
         from esc_env.stage import OptimalPolicy
 
         opt = OptimalPolicy(inner)
-        best = evaluate(eval_env, lambda o: opt.action(inner.get_state()["episode"]), args.eval_episodes, args.eval_seed)
+        best = evaluate(eval_env, lambda o: opt.action(inner.state), args.eval_episodes, args.eval_seed)
         print(f"  optimum {best.summary()}   (DP over the hidden state: an upper bound)")
         results["optimum"] = best
 
