@@ -26,9 +26,9 @@ Small models (the embedded 135M one) rarely write a marker on their own; episode
 end by the turn limit or by the reward rules of the environment.
 
 The background facts of the persona are revealed gradually: before the seeker's
-``k``-th message (``k = 0`` is the opening) only the first ``k`` facts
-(:func:`unlocked_facts`) are put in the prompt, so the model cannot tell them all at
-once.
+``k``-th message (``k = 0`` is the opening) the first ``k`` facts are unlocked
+(:func:`unlocked_facts`) and the newest of them (:data:`SEEKER_FACTS_SHOWN`) is put in the
+prompt, so the model cannot tell them all at once.
 """
 
 from __future__ import annotations
@@ -61,7 +61,10 @@ SEEKER_STOP = ("\nSupporter:", "\nListener:", "\nHelper:", "\nUser:", "\nAssista
 SEEKER_MAX_WORDS = 20
 
 #: recent turns the seeker sees (older ones cost prefill time and invite copying)
-SEEKER_CONTEXT_TURNS = 6
+SEEKER_CONTEXT_TURNS = 4
+
+#: unlocked background facts shown in the prompt: the newest ones only (prefill time)
+SEEKER_FACTS_SHOWN = 1
 
 DEFAULT_SEEKER_PARAMS = GenerationParams(
     max_new_tokens=32, temperature=0.7, top_p=0.9, stop=SEEKER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
@@ -455,7 +458,7 @@ class SeekerAgent:
 
     def _fields(self, persona: Persona, n_seeker_turns: int, intensity: float | None) -> dict:
         level = _intensity_level(intensity, persona)
-        facts = unlocked_facts(persona, n_seeker_turns)
+        facts = unlocked_facts(persona, n_seeker_turns)[-SEEKER_FACTS_SHOWN:]
         facts_block = P.SEEKER_FACTS_SOME.format(facts=" | ".join(facts)) if facts else P.SEEKER_FACTS_NONE
         return dict(
             situation=persona.situation.strip(),
@@ -530,6 +533,8 @@ class SeekerAgent:
         p = self.params
         if p.n != 1:
             p = p.replace(n=1)
+        if p.max_words is None and self.max_words is not None:
+            p = p.replace(max_words=self.max_words)  # no tokens after what the cleaning could keep
         if seed is not None:
             p = p.replace(seed=int(seed))
         return p
