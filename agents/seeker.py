@@ -72,8 +72,8 @@ DEFAULT_SEEKER_PARAMS = GenerationParams(
 
 #: the opening's settings: no ``repetition_penalty``, which penalises every token of the prompt
 #: (the persona's own story and problem) as well as the reply's; repetition within the reply
-#: is still bounded by ``no_repeat_ngram_size`` (counted over the reply only).  Measured in
-#: README, "Readable dialogue": openings on the persona's problem 0.12 -> 0.29 (42 openings)
+#: is still bounded by ``no_repeat_ngram_size`` (counted over the reply only).  Measured
+#: (README, "Measured"): generated openings on the persona's problem 0.12 -> 0.31 (42 openings)
 DEFAULT_OPENING_PARAMS = DEFAULT_SEEKER_PARAMS.replace(repetition_penalty=1.0)
 
 # ---- marker parsing -------------------------------------------------------------------
