@@ -19,12 +19,15 @@ Sources:
   with RL on such a simulated user's emotion score as the reward.
 
 Differences from SAGE: one short reason line instead of SAGE's multi-part inner thoughts;
+by default the model writes the change of its level, not the new level (the embedded 135M
+model copied an example's level whatever the listener said);
 the reply is written by our own :class:`~agents.seeker.SeekerAgent` (told its current
 intensity, ``intensity_from_level``), not by the same prompt; the prompts are ours.
 
 Output format and parsing (:func:`parse_emotion`): the model answers ``Reason: ...`` and
-``Emotion: N``.  An unsigned ``N`` is the new level (0-100); a signed one (``+5``,
-``-3``) is a change.  A change larger than ``max_change`` is cut to it and the update is
+``Emotion: N``; the prompt asks for a signed change by default (``EmotionConfig.answer``:
+``"change"``; ``"level"`` asks for the new level, as SAGE does).  An unsigned ``N`` is the
+new level (0-100); a signed one (``+5``, ``-3``) is a change.  A change larger than ``max_change`` is cut to it and the update is
 marked ``clipped``.  Output without an ``Emotion:`` number, or with a level outside 0-100,
 raises :class:`EmotionParseError`; the batched :meth:`EmotionTracker.update` turns that
 into an update with ``parsed=False`` and the level unchanged (never a guessed number),
@@ -55,7 +58,13 @@ Read the conversation and decide how the listener's words made you feel: underst
 It can change by at most {max_change} points per listener message.
 Answer in exactly two lines and nothing else:
 Reason: <one short sentence, in your own voice, about what in the listener's words helped or hurt>
-Emotion: <your new emotion level, a whole number from 0 to 100>"""
+{answer_line}"""
+
+#: the last line of :data:`EMOTION_SYSTEM` for each answer format (``EmotionConfig.answer``)
+EMOTION_ANSWER_LINES = {
+    "change": "Emotion: <how much your level changes: a signed whole number from -{max_change} to +{max_change}>",
+    "level": "Emotion: <your new emotion level, a whole number from 0 to 100>",
+}
 
 EMOTION_USER = """The conversation so far:
 {transcript}
@@ -63,10 +72,21 @@ EMOTION_USER = """The conversation so far:
 Your emotion level {since} was {level}."""
 
 #: worked examples put before the real question as earlier chat turns, one where the level
-#: falls and one where it rises: (transcript, level before, reason, level after).  Without
-#: them the embedded 135M model never wrote the format (0 of 16 outputs readable, ESConv
-#: valid openings); with them it did (see README, "seeker's own emotion").
+#: rises and one where it falls: (transcript, level before, reason, level after).  The
+#: embedded 135M model copies the number of an example rather than judging: asked for the
+#: new level it wrote the first example's level every time; asked for a signed change with
+#: the falling example last, the change it copies follows the listener more often than not
+#: (README, "seeker's own emotion level").  Without examples it never wrote the format (0 of
+#: 16 outputs readable, ESConv valid openings).
 EMOTION_EXAMPLES: tuple[tuple[str, float, str, float], ...] = (
+    ("Seeker: I failed my driving test again.\nListener: That must be so frustrating after all the practice. What happened?",
+     30, "They understood how much it meant to me.", 36),
+    ("Seeker: My dog died last week.\nListener: Just get a new one.", 50, "They brushed off my grief.", 42),
+)
+
+#: the examples used before (``level`` format, falling first); with them
+#: the embedded model answered ``Emotion: 42`` to everything
+EMOTION_EXAMPLES_V1: tuple[tuple[str, float, str, float], ...] = (
     ("Seeker: My dog died last week.\nListener: Just get a new one.", 50, "They brushed off my grief.", 42),
     ("Seeker: I failed my driving test again.\nListener: That must be so frustrating after all the practice. What happened?",
      30, "They understood how much it meant to me.", 37),
@@ -106,6 +126,11 @@ class EmotionConfig:
         strict: raise :class:`EmotionParseError` when an output cannot be read, instead of
             keeping the level and reporting it in ``info``.
         params: generation settings of the update call.
+        answer: what the prompt asks the model to write after ``Emotion:``: ``"change"``
+            (default: a signed change, ``+6`` / ``-8``; the embedded model's choice follows the
+            listener more often than with levels) or ``"level"`` (the new level, as SAGE's
+            simulated person reports it; fits models that can follow the format).  The parser
+            reads both either way.
     """
 
     start: float | None = None
@@ -115,6 +140,7 @@ class EmotionConfig:
     max_turns: int | None = None
     strict: bool = False
     params: GenerationParams = field(default_factory=lambda: DEFAULT_EMOTION_PARAMS)
+    answer: str = "change"
 
     def __post_init__(self) -> None:
         def number(name: str, lo: float, hi: float) -> None:
@@ -133,6 +159,8 @@ class EmotionConfig:
             raise ValueError(f"seeker_emotion: failure_below ({self.failure_below}) must be below success_at ({self.success_at})")
         if self.max_turns is not None and (isinstance(self.max_turns, bool) or not isinstance(self.max_turns, int) or self.max_turns < 1):
             raise ValueError(f"seeker_emotion: max_turns must be a positive int or None, got {self.max_turns!r}")
+        if self.answer not in EMOTION_ANSWER_LINES:
+            raise ValueError(f"seeker_emotion: answer must be one of {sorted(EMOTION_ANSWER_LINES)}, got {self.answer!r}")
         if isinstance(self.params, Mapping):
             object.__setattr__(self, "params", GenerationParams(**dict(self.params)))
         if not isinstance(self.params, GenerationParams):
@@ -274,12 +302,15 @@ class EmotionTracker:
                      max_change: float | None = None) -> list[dict]:
         turns = [Turn(t.speaker, _cut(t.text, self.max_chars), t.strategy) for t in dialogue]
         transcript = format_dialogue(turns, last=self.context_turns).replace("Supporter:", "Listener:") or "(nothing yet)"
+        bound = _fmt(max_change or self.config.max_change)
+        answer_line = EMOTION_ANSWER_LINES[self.config.answer].format(max_change=bound)
         system = EMOTION_SYSTEM.format(situation=persona.situation.strip(), emotion=persona.emotion_type,
-                                       problem=persona.problem_type, max_change=_fmt(max_change or self.config.max_change))
+                                       problem=persona.problem_type, max_change=bound, answer_line=answer_line)
         msgs = [{"role": "system", "content": system}]
         for ex_transcript, before, reason, after in self.examples:
+            shown = f"{after - before:+g}" if self.config.answer == "change" else _fmt(after)
             msgs.append({"role": "user", "content": EMOTION_USER.format(transcript=ex_transcript, since=SINCE_LAST, level=_fmt(before))})
-            msgs.append({"role": "assistant", "content": f"Reason: {reason}\nEmotion: {_fmt(after)}"})
+            msgs.append({"role": "assistant", "content": f"Reason: {reason}\nEmotion: {shown}"})
         user = EMOTION_USER.format(transcript=transcript, since=since, level=_fmt(level))
         return msgs + [{"role": "user", "content": user}]
 

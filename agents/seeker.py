@@ -26,9 +26,9 @@ Small models (the embedded 135M one) rarely write a marker on their own; episode
 end by the turn limit or by the reward rules of the environment.
 
 The background facts of the persona are revealed gradually: before the seeker's
-``k``-th message (``k = 0`` is the opening) only the first ``k`` facts
-(:func:`unlocked_facts`) are put in the prompt, so the model cannot tell them all at
-once.
+``k``-th message (``k = 0`` is the opening) the first ``k`` facts are unlocked
+(:func:`unlocked_facts`) and the newest of them (:data:`SEEKER_FACTS_SHOWN`) is put in the
+prompt, so the model cannot tell them all at once.
 """
 
 from __future__ import annotations
@@ -61,11 +61,20 @@ SEEKER_STOP = ("\nSupporter:", "\nListener:", "\nHelper:", "\nUser:", "\nAssista
 SEEKER_MAX_WORDS = 20
 
 #: recent turns the seeker sees (older ones cost prefill time and invite copying)
-SEEKER_CONTEXT_TURNS = 6
+SEEKER_CONTEXT_TURNS = 4
+
+#: unlocked background facts shown in the prompt: the newest ones only (prefill time)
+SEEKER_FACTS_SHOWN = 1
 
 DEFAULT_SEEKER_PARAMS = GenerationParams(
     max_new_tokens=32, temperature=0.7, top_p=0.9, stop=SEEKER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
 )
+
+#: the opening's settings: no ``repetition_penalty``, which penalises every token of the prompt
+#: (the persona's own story and problem) as well as the reply's; repetition within the reply
+#: is still bounded by ``no_repeat_ngram_size`` (counted over the reply only).  Measured
+#: (README, "Measured"): generated openings on the persona's problem 0.12 -> 0.31 (42 openings)
+DEFAULT_OPENING_PARAMS = DEFAULT_SEEKER_PARAMS.replace(repetition_penalty=1.0)
 
 # ---- marker parsing -------------------------------------------------------------------
 
@@ -404,6 +413,10 @@ class SeekerAgent:
         context_turns: how many recent turns of the dialogue the LLM sees; ``None``: all.
         reminder: add :data:`agents.prompts.SEEKER_REMINDER` (answer as yourself, about your
             problem) under the listener's last message.
+        opening_params: sampling settings of a generated opening (:meth:`open`); default
+            ``params`` without the repetition penalty, which would push the opening away
+            from the persona's own words (:data:`DEFAULT_OPENING_PARAMS` for the default
+            ``params``).
     """
 
     def __init__(
@@ -415,6 +428,7 @@ class SeekerAgent:
         max_words: int | None = SEEKER_MAX_WORDS,
         context_turns: int | None = SEEKER_CONTEXT_TURNS,
         reminder: bool = True,
+        opening_params: GenerationParams | None = None,
     ) -> None:
         if max_chars < 20:
             raise ValueError(f"max_chars must be >= 20, got {max_chars}")
@@ -429,6 +443,7 @@ class SeekerAgent:
         self.max_words = max_words
         self.context_turns = context_turns
         self.reminder = bool(reminder)
+        self.opening_params = opening_params if opening_params is not None else self.params.replace(repetition_penalty=1.0)
 
     # ---- prompts ----------------------------------------------------------------------
     def system_prompt(self, persona: Persona, n_seeker_turns: int = 0, intensity: float | None = None) -> str:
@@ -455,7 +470,7 @@ class SeekerAgent:
 
     def _fields(self, persona: Persona, n_seeker_turns: int, intensity: float | None) -> dict:
         level = _intensity_level(intensity, persona)
-        facts = unlocked_facts(persona, n_seeker_turns)
+        facts = unlocked_facts(persona, n_seeker_turns)[-SEEKER_FACTS_SHOWN:]
         facts_block = P.SEEKER_FACTS_SOME.format(facts=" | ".join(facts)) if facts else P.SEEKER_FACTS_NONE
         return dict(
             situation=persona.situation.strip(),
@@ -526,10 +541,12 @@ class SeekerAgent:
         return SeekerReply(text=text, relieved=relieved, gave_up=gave_up, raw=raw)
 
     # ---- public API ---------------------------------------------------------------------
-    def _params(self, seed: int | None) -> GenerationParams:
-        p = self.params
+    def _params(self, seed: int | None, opening: bool = False) -> GenerationParams:
+        p = self.opening_params if opening else self.params
         if p.n != 1:
             p = p.replace(n=1)
+        if p.max_words is None and self.max_words is not None:
+            p = p.replace(max_words=self.max_words)  # no tokens after what the cleaning could keep
         if seed is not None:
             p = p.replace(seed=int(seed))
         return p
@@ -538,8 +555,8 @@ class SeekerAgent:
         """The seeker's first message for each persona.
 
         ``persona.opening`` is used verbatim where set (no LLM call for those); the others
-        are generated with ONE ``backend.generate`` call (none if every persona has an
-        opening).
+        are generated with ONE ``backend.generate`` call with :attr:`opening_params` (none
+        if every persona has an opening).
 
         Returns:
             ``len(personas)`` replies in order.
@@ -555,7 +572,7 @@ class SeekerAgent:
                 todo.append(i)
         if todo:
             convs = [self.conversation(personas[i], []) for i in todo]
-            comps = self.backend.generate(convs, self._params(seed))
+            comps = self.backend.generate(convs, self._params(seed, opening=True))
             for i, conv, c in zip(todo, convs, comps):
                 fallback = _first_sentence(personas[i].situation) or SEEKER_FALLBACK
                 out[i] = self.parse(c.text, self._echo(personas[i], conv), personas[i], fallback=fallback)

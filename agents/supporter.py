@@ -26,7 +26,7 @@ SUPPORTER_STOP = ("\nSeeker:", "\nUser:", "\nPerson:", "\nSupporter:", "\nAssist
 SUPPORTER_MAX_WORDS = 25
 
 #: recent turns the supporter sees when it writes (older ones cost prefill time and invite copying)
-SUPPORTER_CONTEXT_TURNS = 6
+SUPPORTER_CONTEXT_TURNS = 4
 
 DEFAULT_SUPPORTER_PARAMS = GenerationParams(
     max_new_tokens=40, temperature=0.7, top_p=0.9, stop=SUPPORTER_STOP, repetition_penalty=1.15, no_repeat_ngram_size=4,
@@ -169,6 +169,8 @@ class SupporterAgent:
 
     def _params(self, seed: int | None) -> GenerationParams:
         p = self.params if self.params.n == 1 else self.params.replace(n=1)
+        if p.max_words is None and self.max_words is not None:
+            p = p.replace(max_words=self.max_words)  # no tokens after what the cleaning could keep
         return p.replace(seed=int(seed)) if seed is not None else p
 
     def respond(

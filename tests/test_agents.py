@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from agents.backends import GenerationParams
+from agents.backends.scripted import ScriptedBackend
 from agents.dialogue import Turn
 from agents.personas import Persona
 from agents.seeker import (
@@ -249,6 +250,52 @@ def test_facts_are_unlocked_one_per_turn(backend):
     assert "FACT-ONE" in system and "FACT-TWO" not in system and "FACT-THREE" not in system
     assert "FACT-ONE" not in agent.conversation(p, [])[0]["content"]
     assert RELIEF_MARKER in system and GIVE_UP_MARKER in system and p.situation in system
+
+
+def test_only_the_newest_fact_is_shown(backend):
+    p = _persona(background=("FACT-ONE about kids.", "FACT-TWO about savings.", "FACT-THREE about health."))
+    agent = SeekerAgent(backend)
+    d = [Turn("seeker", "hi"), Turn("supporter", "hello?"), Turn("seeker", "it's hard"), Turn("supporter", "go on")]
+    system = agent.conversation(p, d)[0]["content"]  # two seeker messages sent: two facts unlocked
+    assert "FACT-TWO" in system and "FACT-ONE" not in system and "FACT-THREE" not in system
+
+
+class _RecordingBackend(ScriptedBackend):
+    """A scripted backend that also keeps the GenerationParams of every generate call."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.params_seen: list[GenerationParams] = []
+
+    def _generate(self, conversations, params):
+        self.params_seen.append(params)
+        return super()._generate(conversations, params)
+
+
+def test_opening_has_no_repetition_penalty_and_turns_keep_theirs():
+    rec = _RecordingBackend(replies=lambda conv: "I lost my job and I feel ashamed.")
+    agent = SeekerAgent(rec)
+    assert agent.params.repetition_penalty > 1.0  # the default turns keep the penalty
+    agent.open([_persona()], seed=3)
+    agent.reply([_persona()], [[Turn("seeker", "hi"), Turn("supporter", "What happened?")]], seed=4)
+    opening, turn = rec.params_seen
+    assert opening.repetition_penalty == 1.0 and opening.no_repeat_ngram_size == agent.params.no_repeat_ngram_size
+    assert turn.repetition_penalty == agent.params.repetition_penalty
+    assert (opening.seed, turn.seed) == (3, 4)
+    # both stop once the reply holds more words than the cleaning keeps
+    assert opening.max_words == turn.max_words == agent.max_words
+    custom = SeekerAgent(rec, params=FAST.replace(repetition_penalty=1.3), max_words=7)
+    assert custom.opening_params == FAST  # own params, penalty off
+    custom.open([_persona()])
+    assert rec.params_seen[-1].max_words == 7
+
+
+def test_supporter_stops_at_its_word_limit():
+    rec = _RecordingBackend(replies=lambda conv: "That sounds hard.")
+    SupporterAgent(rec, max_words=9).respond([[Turn("seeker", "I lost my job.")]], ["Question"])
+    assert rec.params_seen[-1].max_words == 9
+    SupporterAgent(rec, max_words=None).respond([[Turn("seeker", "I lost my job.")]], ["Question"])
+    assert rec.params_seen[-1].max_words is None
 
 
 def test_seeker_conversation_roles_alternate(backend):

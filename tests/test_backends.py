@@ -303,9 +303,76 @@ def test_repetition_controls_mapping():
     from agents.backends.transformers_backend import repetition_controls
 
     assert repetition_controls(GenerationParams()) == {}
+    # no_repeat_ngram_size is ours (ReplyNoRepeatNGram, reply only), not transformers' option
     assert repetition_controls(GenerationParams(repetition_penalty=1.3, no_repeat_ngram_size=4)) == {
-        "repetition_penalty": 1.3, "no_repeat_ngram_size": 4,
+        "repetition_penalty": 1.3,
     }
+
+
+def test_reply_no_repeat_ngram_by_hand():
+    from agents.backends.transformers_backend import ReplyNoRepeatNGram
+
+    # prompt = the first 3 columns: 1 2 3 there does not count
+    # row 0 reply: 1 2 3 1 2 -> the 3-gram (1 2 3) would repeat: ban 3
+    # row 1 reply: 1 2 4 5 1 -> with n=3, the last 2 tokens (5 1) never occurred: nothing banned
+    input_ids = torch.tensor([[1, 2, 3, 1, 2, 3, 1, 2], [1, 2, 3, 1, 2, 4, 5, 1]])
+    out = ReplyNoRepeatNGram(3, 3)(input_ids, torch.zeros(2, 8))
+    assert torch.isinf(out).nonzero().tolist() == [[0, 3]]
+    # n = 2, row 1: after "1" came "2" earlier in the reply: ban 2 (prompt's "1 2" alone would not)
+    out = ReplyNoRepeatNGram(3, 2)(input_ids, torch.zeros(2, 8))
+    assert torch.isinf(out).nonzero().tolist() == [[0, 3], [1, 2]]
+    # transformers' own processor also bans what the prompt holds: the difference we want
+    prompt_only = torch.tensor([[7, 8, 9, 7, 8]])  # prompt 7 8 9 7, reply: 8
+    assert not torch.isinf(ReplyNoRepeatNGram(4, 2)(prompt_only, torch.zeros(1, 10))).any()
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        ReplyNoRepeatNGram(3, 0)
+
+
+def test_temperature_top_p_matches_transformers():
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from agents.backends.transformers_backend import TemperatureTopP
+
+    g = torch.Generator().manual_seed(0)
+    for scale in (3.0, 8.0, 0.3):  # 0.3: a flat distribution, nucleus wider than k (the full-sort path)
+        scores = torch.randn(4, 5000, generator=g) * scale
+        ref = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(0.7)(None, scores.clone()))
+        new = TemperatureTopP(0.7, 0.9, k=64)(None, scores.clone())
+        kept_ref, kept_new = ~torch.isinf(ref), ~torch.isinf(new)
+        assert (kept_ref != kept_new).sum() <= 1  # at most a boundary token, from rounding
+        torch.testing.assert_close(new[kept_ref & kept_new], ref[kept_ref & kept_new])
+    # hand case: probabilities 0.5, 0.3, 0.2 -> top_p 0.7 keeps the first two
+    scores = torch.log(torch.tensor([[0.2, 0.5, 0.3]]))
+    out = TemperatureTopP(1.0, 0.7, k=2)(None, scores)
+    assert torch.isinf(out).tolist() == [[True, False, False]]
+    out = TemperatureTopP(1.0, 0.7, k=1)(None, scores)  # top-1 holds 0.5 < 0.7: exact fallback
+    assert torch.isinf(out).tolist() == [[True, False, False]]
+
+
+def test_stop_on_text_or_words(backend):
+    from agents.backends.transformers_backend import StopOnTextOrWords
+
+    tok = backend.tokenizer
+    prompt = tok("a b c", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    rows = ["one two three four", "one two\nSeeker: x", "one two"]
+    ids = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]
+    width = max(map(len, ids))
+    pad = tok.pad_token_id
+    batch = torch.tensor([[pad] * (width - len(i)) + i for i in ids])  # left-padded replies (pad decodes to "")
+    full = torch.cat([prompt.repeat(3, 1), batch], dim=1)
+    crit = StopOnTextOrWords(tok, prompt.shape[1], stop=("\nSeeker:",), max_words=3)
+    assert crit(full, None).tolist() == [True, True, False]
+
+
+def test_max_words_stops_generation_early(backend):
+    conv = [{"role": "user", "content": "Tell me a long story about a dog."}]
+    long = backend.generate([conv], GenerationParams(max_new_tokens=40))[0]
+    short = backend.generate([conv], GenerationParams(max_new_tokens=40, max_words=5))[0]
+    assert long.completion_tokens == 40 and len(long.text.split()) > 6, long
+    assert len(short.text.split()) == 6 and short.completion_tokens < 40  # stopped at the 6th word's start
+    assert long.text.startswith(short.text.rsplit(" ", 1)[0])
+    with pytest.raises(ValueError, match="max_words"):
+        GenerationParams(max_words=0)
 
 
 def test_openai_penalties_by_hand():

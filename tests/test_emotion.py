@@ -77,6 +77,32 @@ def test_settings_and_the_sage_preset():
     assert "sage" in EMOTION_PRESETS
 
 
+def test_the_prompt_asks_for_a_change_by_default_and_for_a_level_on_request():
+    from agents.emotion import EMOTION_EXAMPLES, EmotionTracker
+
+    d = [Turn("seeker", PERSONA.opening), Turn("supporter", "Tell me more.")]
+    conv = EmotionTracker(ScriptedBackend(replies=[]), "sage").conversation(PERSONA, d, 40.0)
+    assert "a signed whole number from -10 to +10" in conv[0]["content"]
+    # the worked examples show their change with its sign, the rising one first, the falling one last
+    (_, b0, _, a0), (_, b1, _, a1) = EMOTION_EXAMPLES
+    assert a0 > b0 and a1 < b1
+    answers = [m["content"].split("Emotion: ")[1] for m in conv if m["role"] == "assistant"]
+    assert answers == [f"{a0 - b0:+g}", f"{a1 - b1:+g}"] == ["+6", "-8"]
+    assert conv[-1]["role"] == "user" and "Tell me more." in conv[-1]["content"] and "was 40" in conv[-1]["content"]
+    level = EmotionTracker(ScriptedBackend(replies=[]), {"preset": "sage", "answer": "level"}).conversation(PERSONA, d, 40.0)
+    assert "a whole number from 0 to 100" in level[0]["content"] and "signed" not in level[0]["content"]
+    assert [m["content"].split("Emotion: ")[1] for m in level if m["role"] == "assistant"] == ["36", "42"]
+    with pytest.raises(ValueError, match="answer must be one of \\['change', 'level'\\], got 'delta'"):
+        EmotionConfig(answer="delta")
+
+
+def test_a_signed_answer_moves_the_level_in_the_env():
+    env = emotion_env(["Reason: you brushed me off.\nEmotion: -8", "Whatever."])
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step("Just get over it.")
+    assert info["judges"]["emotion"]["level"] == 32.0 and reward == pytest.approx(-0.08)
+
+
 # ---- the env --------------------------------------------------------------------------------
 
 

@@ -45,6 +45,11 @@ class GenerationParams:
     ``repetition_penalty`` (1.0 = off; multiplicative, as in transformers and vLLM),
     ``frequency_penalty`` and ``presence_penalty`` (0.0 = off; additive, as in the OpenAI API
     and vLLM, range [-2, 2]), ``no_repeat_ngram_size`` (0 = off; transformers only).
+
+    ``max_words`` (``None`` = off): a reply ends once it holds more than this many words
+    (runs of non-space characters), for an agent that keeps at most this many anyway; the
+    text returned may end with the start of one word more.  Transformers stops such a row;
+    backends that cannot stop on it ignore it (their ``max_new_tokens`` still bounds the reply).
     """
 
     max_new_tokens: int = 64
@@ -57,6 +62,7 @@ class GenerationParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     no_repeat_ngram_size: int = 0
+    max_words: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -77,6 +83,9 @@ class GenerationParams:
             raise ValueError(
                 f"GenerationParams.no_repeat_ngram_size must be an int >= 0, got {self.no_repeat_ngram_size!r}"
             )
+        if self.max_words is not None and (isinstance(self.max_words, bool) or not isinstance(self.max_words, int)
+                                           or self.max_words < 1):
+            raise ValueError(f"GenerationParams.max_words must be a positive int or None, got {self.max_words!r}")
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:

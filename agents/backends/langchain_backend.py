@@ -73,7 +73,7 @@ class LangChainBackend(LLMBackend):
     (``ChatOpenAI``), ``repetition_penalty`` to ``repetition_penalty`` or ``repeat_penalty``
     (``ChatOllama``, Hugging Face models), ``no_repeat_ngram_size`` to a field of that name.
     A setting the model has no field for is ignored and its name is added to
-    :attr:`dropped_params`.
+    :attr:`dropped_params`.  ``max_words`` is ignored (``max_new_tokens`` still bounds the reply).
     """
 
     def __init__(

@@ -215,7 +215,8 @@ class OpenAICompatibleBackend(LLMBackend):
     Repetition controls of :class:`GenerationParams`: ``frequency_penalty`` and
     ``presence_penalty`` are sent as the API's fields of those names (when not 0);
     ``repetition_penalty`` only with ``repetition_penalty_field`` (when not 1.0);
-    ``no_repeat_ngram_size`` is ignored (no server API has it).
+    ``no_repeat_ngram_size`` is ignored (no server API has it), and so is ``max_words``
+    (``max_new_tokens`` still bounds the reply).
 
     ``generate`` asks for ``n`` replies as ``n`` separate requests (reply ``j`` with seed
     ``seed + j`` when a seed is given): llama.cpp's servers ignore ``n``, and separate

@@ -13,14 +13,54 @@ from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult
 
 
 def repetition_controls(params: GenerationParams) -> dict:
-    """The ``model.generate`` keyword arguments for the repetition controls transformers has
-    built in: ``repetition_penalty`` (when not 1.0) and ``no_repeat_ngram_size`` (when > 0)."""
+    """The ``model.generate`` keyword arguments for the repetition control transformers has
+    built in and that we pass as it is: ``repetition_penalty`` (when not 1.0; transformers
+    applies it to the prompt's tokens too, as vLLM does).  ``no_repeat_ngram_size``,
+    ``frequency_penalty`` and ``presence_penalty`` are logits processors over the reply's
+    tokens only (:class:`ReplyNoRepeatNGram`, :class:`OpenAIPenalties`)."""
     out: dict = {}
     if params.repetition_penalty != 1.0:
         out["repetition_penalty"] = float(params.repetition_penalty)
-    if params.no_repeat_ngram_size > 0:
-        out["no_repeat_ngram_size"] = int(params.no_repeat_ngram_size)
     return out
+
+
+class ReplyNoRepeatNGram:
+    """No n-gram twice **within the reply**, as a transformers logits processor.
+
+    transformers' own ``no_repeat_ngram_size`` also bans every n-gram of the prompt, so a
+    seeker whose prompt holds its persona's story cannot say "lost my job" when the story
+    does.  Here only the generated tokens count: when the reply's last ``n - 1`` tokens
+    occurred earlier in the reply followed by token ``t``, ``t`` is banned (logit
+    ``-inf``).
+
+    Args:
+        prompt_length: columns of ``input_ids`` that belong to the (left-padded) prompt.
+        n: the n-gram size (>= 1; 1 bans every token already generated).
+    """
+
+    def __init__(self, prompt_length: int, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"ReplyNoRepeatNGram: n must be >= 1, got {n}")
+        self.prompt_length = int(prompt_length)
+        self.n = int(n)
+
+    def __call__(self, input_ids, scores):
+        """``input_ids``: ``(batch, prompt_length + generated)``; ``scores``: ``(batch, vocab)``."""
+        gen = input_ids[:, self.prompt_length :]
+        n, length = self.n, gen.shape[1]
+        if length < n:  # no complete n-gram can be repeated yet
+            return scores
+        windows = gen.unfold(1, n, 1)  # (batch, length - n + 1, n): every n-gram of the reply
+        if n == 1:
+            match = windows.new_ones(windows.shape[:2], dtype=bool)
+        else:
+            prefix = gen[:, length - n + 1 :]  # (batch, n - 1): the reply's last n - 1 tokens
+            match = (windows[:, :, : n - 1] == prefix[:, None, :]).all(-1)
+        rows, cols = match.nonzero(as_tuple=True)
+        if rows.numel():
+            scores = scores.clone()
+            scores[rows, windows[rows, cols, n - 1]] = float("-inf")
+        return scores
 
 
 class OpenAIPenalties:
@@ -58,6 +98,89 @@ def _output_cache(res):
     return res["cache"] if "cache" in keys else res["past_key_values"]
 
 
+class TemperatureTopP:
+    """Temperature, then nucleus (top-p) filtering, as a transformers logits processor.
+
+    The same filter as transformers' ``TopPLogitsWarper`` (keep the most likely tokens whose
+    probabilities before them sum to less than ``top_p``), without sorting the whole
+    vocabulary at every step: the ``k`` most likely tokens are taken with ``topk``, and
+    only a row whose ``k`` tokens hold less than ``top_p`` of the probability is sorted in
+    full.  On the embedded model's 49k-token vocabulary the full sort made a sampled decoding
+    step about 30% slower than a greedy one on CPU.
+
+    Args:
+        temperature: > 0; the scores are divided by it first.
+        top_p: in (0, 1]; 1 keeps every token.
+        k: tokens taken before the exact fallback.
+    """
+
+    def __init__(self, temperature: float, top_p: float, k: int = 64) -> None:
+        if not temperature > 0:
+            raise ValueError(f"TemperatureTopP: temperature must be > 0, got {temperature!r}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"TemperatureTopP: top_p must be in (0, 1], got {top_p!r}")
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.k = int(k)
+
+    def __call__(self, input_ids, scores):
+        """``scores``: ``(batch, vocab)``; returns the tempered scores with ``-inf`` outside the nucleus."""
+        import torch
+
+        scores = scores / self.temperature
+        if self.top_p >= 1.0:
+            return scores
+        probs = scores.float().softmax(-1)
+        k = min(self.k, scores.shape[-1])
+        top, idx = probs.topk(k, dim=-1)  # descending
+        before = top.cumsum(-1) - top  # probability of the tokens ranked above each one
+        keep_top = before < self.top_p
+        keep_top[:, 0] = True
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, keep_top)
+        short = (top.sum(-1) < self.top_p).nonzero(as_tuple=True)[0]
+        for r in short.tolist():  # the nucleus is wider than k tokens: sort this row in full
+            p, order = probs[r].sort(descending=True)
+            row_keep = (p.cumsum(-1) - p) < self.top_p
+            row_keep[0] = True
+            keep[r] = torch.zeros_like(keep[r]).scatter_(0, order, row_keep)
+        return scores.masked_fill(~keep, float("-inf"))
+
+
+class StopOnTextOrWords:
+    """Stops each row of a batch on a stop string or once its reply holds more than
+    ``max_words`` words (a transformers stopping criterion).
+
+    Decodes the generated tokens of the rows still running at every step (a few dozen
+    tokens: cheap next to a forward pass) instead of transformers' ``stop_strings``
+    machinery.
+
+    Args:
+        tokenizer: decodes the generated tokens.
+        prompt_length: columns of ``input_ids`` that belong to the (left-padded) prompt.
+        stop: stop strings; a row stops when its reply contains one.
+        max_words: stop a row whose reply holds more than this many words; ``None``: no limit.
+    """
+
+    def __init__(self, tokenizer, prompt_length: int, stop: Sequence[str] = (), max_words: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = int(prompt_length)
+        self.stop = tuple(stop)
+        self.max_words = max_words
+        self._done = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        if self._done is None or self._done.shape[0] != input_ids.shape[0]:
+            self._done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        rows = (~self._done).nonzero(as_tuple=True)[0].tolist()
+        texts = self.tokenizer.batch_decode(input_ids[rows, self.prompt_length :], skip_special_tokens=True)
+        for r, text in zip(rows, texts):
+            if any(s in text for s in self.stop) or (self.max_words is not None and len(text.split()) > self.max_words):
+                self._done[r] = True
+        return self._done.clone()
+
+
 class TransformersBackend(LLMBackend):
     """Any local Hugging Face causal LM (a folder with weights and a chat template).
 
@@ -65,12 +188,13 @@ class TransformersBackend(LLMBackend):
     batch wastes little on padding.  Greedy decoding (``temperature=0``) is
     deterministic; sampling is reproducible for a given ``seed`` and batch.
 
-    Repetition controls of :class:`GenerationParams`: ``repetition_penalty`` and
-    ``no_repeat_ngram_size`` go to ``model.generate`` as they are (transformers applies both
-    to the prompt's tokens as well as the reply's: a 4-gram of the prompt cannot be
-    repeated with ``no_repeat_ngram_size=4``); ``frequency_penalty`` and
-    ``presence_penalty`` are applied with OpenAI's definition over the reply's tokens only
-    (:class:`OpenAIPenalties`).  Nothing is ignored.
+    Repetition controls of :class:`GenerationParams`: ``repetition_penalty`` goes to
+    ``model.generate`` as it is (transformers applies it to the prompt's tokens as well as
+    the reply's, as vLLM does); ``no_repeat_ngram_size`` bans an n-gram repeated within the
+    reply (:class:`ReplyNoRepeatNGram`; unlike transformers' own option, the prompt's
+    n-grams stay allowed); ``frequency_penalty`` and ``presence_penalty`` are applied with
+    OpenAI's definition over the reply's tokens only (:class:`OpenAIPenalties`).  Nothing is
+    ignored.
 
     Args:
         model_path: folder of a Hugging Face model (``config.json``, weights, tokenizer).
@@ -154,10 +278,8 @@ class TransformersBackend(LLMBackend):
         )
         if params.greedy:
             gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            gen_kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
-        if params.stop:
-            gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        else:  # temperature and top-p: TemperatureTopP, after the repetition controls
+            gen_kwargs.update(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
         gen_kwargs.update(repetition_controls(params))
 
         rng_ctx = contextlib.nullcontext()
@@ -169,18 +291,33 @@ class TransformersBackend(LLMBackend):
             for start in range(0, len(order), self.max_batch_size):
                 idx = order[start : start + self.max_batch_size]
                 enc = self._encode([prompts[i] for i in idx])
-                kwargs = gen_kwargs
-                if params.frequency_penalty or params.presence_penalty:
-                    from transformers import LogitsProcessorList
-
-                    penalties = OpenAIPenalties(enc["input_ids"].shape[1], params.frequency_penalty, params.presence_penalty)
-                    kwargs = dict(gen_kwargs, logits_processor=LogitsProcessorList([penalties]))
+                kwargs = self._step_controls(enc["input_ids"].shape[1], params, gen_kwargs)
                 out = self.model.generate(**enc, **kwargs)
                 new = out[:, enc["input_ids"].shape[1] :]
                 prompt_lens = enc["attention_mask"].sum(-1).tolist()
                 for row, i in enumerate(idx):
                     results[i] = self._completion(new[row], int(prompt_lens[row]), params)
         return results  # type: ignore[return-value]
+
+    def _step_controls(self, prompt_length: int, params: GenerationParams, gen_kwargs: dict) -> dict:
+        """``gen_kwargs`` plus our logits processors (the reply-only repetition controls, then
+        temperature and top-p when sampling) and stopping criterion (stop strings, ``max_words``)."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        processors: list = []
+        if params.no_repeat_ngram_size > 0:
+            processors.append(ReplyNoRepeatNGram(prompt_length, params.no_repeat_ngram_size))
+        if params.frequency_penalty or params.presence_penalty:
+            processors.append(OpenAIPenalties(prompt_length, params.frequency_penalty, params.presence_penalty))
+        if not params.greedy:
+            processors.append(TemperatureTopP(params.temperature, params.top_p))
+        kwargs = dict(gen_kwargs)
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
+        if params.stop or params.max_words is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [StopOnTextOrWords(self.tokenizer, prompt_length, params.stop, params.max_words)])
+        return kwargs
 
     def _completion(self, token_ids, prompt_tokens: int, params: GenerationParams) -> Completion:
         ids = token_ids.tolist()

@@ -186,7 +186,7 @@ class VLLMBackend(LLMBackend):
     ``n > 1``, which vLLM refuses, is one greedy reply repeated ``n`` times).
     Repetition controls: ``repetition_penalty``, ``frequency_penalty`` and
     ``presence_penalty`` map to vLLM's own; ``no_repeat_ngram_size`` is ignored (vLLM has no
-    such option).
+    such option), and so is ``max_words`` (``max_new_tokens`` still bounds the reply).
 
     ``score`` is exact (``method="exact"``): each candidate's tokens are scored one
     position at a time with ``SamplingParams(logprob_token_ids=...)``, so the log-probability
