@@ -107,7 +107,8 @@ def _env(tree: Path, threads: int | None) -> dict:
 
 
 def start_evaluate(tree: Path, out: Path, args: argparse.Namespace) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "esc_env.cli", "evaluate", "--policy", "random", "--personas", "builtin",
+    cli = "esc_cli" if (tree / "esc_cli").is_dir() else "esc_env.cli"  # older commits have no esc_cli package
+    cmd = [sys.executable, "-m", cli, "evaluate", "--policy", "random", "--personas", "builtin",
            "--episodes", str(args.episodes), "--seed", str(args.seed), "--max-turns", str(args.max_turns),
            "--out", str(out), "--overwrite", "--no-progress"]
     log = open(out.parent / f"{out.name}.log", "w")
