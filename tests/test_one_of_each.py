@@ -325,3 +325,36 @@ def test_score_through_a_peft_model_emits_no_transformers_deprecation(backend):
     # LoRA starts at zero: the wrapped model scores exactly like the plain one
     np.testing.assert_allclose(lp, backend.score([[{"role": "user", "content": "I failed my exam."}]],
                                                  [[" Question", " Reflection of feelings"]]).logprobs, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- one plain episode loop
+def test_one_plain_episode_loop_behind_the_stage_reference_aflow_and_sb3_evaluations():
+    """The stage reference, AFlow's ``run_policy`` and the SB3 trainer's ``evaluate`` all play
+    through :func:`esc_env.evaluation.loop.play_episodes`: the same fixed policy on the same
+    seeds gives the same returns everywhere, equal to a loop written out here."""
+    import gymnasium as gym
+
+    from esc_env.evaluation.loop import play_episodes
+    from esc_env.stage import run_episodes
+    from policies.aflow import run_policy
+    from policies.sb3.train import evaluate
+
+    env = gym.make("esc_env/ESCStage-v0")
+    by_hand = []
+    for i in range(6):
+        env.reset(seed=10 + i)
+        total, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(2)
+            total += r
+            done = term or trunc
+        by_hand.append(total)
+    seen = []
+    st = play_episodes(env, lambda obs, s: seen.append(s.turn) or 2, 6, seed=10)
+    np.testing.assert_allclose(st.returns, by_hand)
+    assert seen[0] == 0 and set(seen) <= set(range(11))  # the episode state before each action
+    np.testing.assert_allclose(run_episodes(env.unwrapped, lambda o, s: 2, 6, seed=10).returns, by_hand)
+    np.testing.assert_allclose(run_policy(env, lambda o: 2, 6, seed=10).returns, by_hand)
+    np.testing.assert_allclose(evaluate(env, lambda o: 2, 6, 10).returns, by_hand)
+    with pytest.raises(ValueError, match="n_episodes"):
+        play_episodes(env, lambda o, s: 2, 0)

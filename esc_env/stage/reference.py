@@ -66,19 +66,10 @@ def run_episodes(
 ) -> PolicyReturn:
     """Run ``policy(observation, episode_state) -> action`` on episodes seeded ``seed .. seed+n-1``
     (``episode_state``: the env's :class:`EpisodeState`, hidden variables included)."""
-    env = env.unwrapped  # type: ignore[assignment]
-    rets, succ, gave, turns = [], [], [], []
-    for i in range(n_episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done, info = 0.0, False, {}
-        while not done:
-            obs, r, term, trunc, info = env.step(policy(obs, env.state))
-            total += r
-            done = term or trunc
-        rets.append(total)
-        succ.append(info["success"])
-        gave.append(info["gave_up"])
-        turns.append(info["turn"])
+    from ..evaluation.loop import play_episodes  # the one plain episode loop
+
+    stats = play_episodes(env, policy, n_episodes, seed, desc=name)
+    rets, succ, gave, turns = stats.returns, stats.successes, stats.gave_up, stats.turns
     from ..evaluation.metrics import mean_ci, proportion_ci  # the one interval formula of every harness
 
     rets_a = np.asarray(rets)

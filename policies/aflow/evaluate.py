@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from esc_env.evaluation.loop import play_episodes
 from esc_env.evaluation.metrics import Interval, mean_ci, proportion_ci
 
 
@@ -93,23 +94,13 @@ def run_policy(env: Any, act: Callable[[Mapping[str, Any]], int], n_episodes: in
     ``act(observation) -> action``; or ``act_state(env_state) -> action`` for oracles that
     read the hidden state through ``get_state`` (then ``act`` is ignored).
     """
-    from tqdm.auto import tqdm
-
     core = getattr(env, "unwrapped", env)
-    rets, succ, gave, turns = [], [], [], []
-    for i in tqdm(range(n_episodes), desc=f"eval {name}", unit="ep", disable=not progress, leave=False):
-        obs, _ = env.reset(seed=seed + i)
-        total, done, info = 0.0, False, {}
-        while not done:
-            a = act_state(core.get_state()) if act_state is not None else act(obs)
-            obs, r, term, trunc, info = env.step(int(a))
-            total += float(r)
-            done = term or trunc
-        rets.append(total)
-        succ.append(bool(info.get("success", False)))
-        gave.append(bool(info.get("gave_up", False)))
-        turns.append(int(info.get("turn", 0)))
-    return EvalResult(name, np.asarray(rets), np.asarray(succ), np.asarray(gave), np.asarray(turns), note)
+    if act_state is not None:
+        st = play_episodes(env, lambda obs, _: int(act_state(core.get_state())), n_episodes, seed, with_state=False,
+                           progress=progress, desc=name)
+    else:
+        st = play_episodes(env, lambda obs, _: int(act(obs)), n_episodes, seed, with_state=False, progress=progress, desc=name)
+    return EvalResult(name, st.returns, st.successes, st.gave_up, st.turns, note)
 
 
 def random_policy(n_strategies: int, seed: int = 0) -> Callable[[Mapping[str, Any]], int]:

@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 import esc_env  # noqa: F401  (registers the environment ids)
+from esc_env.evaluation.loop import play_episodes
 from esc_env.wrappers import EncodedObservation, make_encoder
 
 STAGE_ID = "esc_env/ESCStage-v0"
@@ -109,17 +110,8 @@ class EvalResult:
 
 def evaluate(env: gym.Env, act, episodes: int, seed: int) -> EvalResult:
     """Run ``act(obs) -> action`` on episodes seeded ``seed .. seed + episodes - 1``."""
-    rets, succ = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total, info = False, 0.0, {}
-        while not done:
-            obs, r, term, trunc, info = env.step(act(obs))
-            total += float(r)
-            done = term or trunc
-        rets.append(total)
-        succ.append(bool(info.get("success", False)))
-    return EvalResult(np.asarray(rets), np.asarray(succ, dtype=float))
+    st = play_episodes(env, lambda obs, _: act(obs), episodes, seed, with_state=False)
+    return EvalResult(st.returns, st.successes.astype(float))
 
 
 def main(argv=None) -> dict:
