@@ -2,6 +2,7 @@
 
 - :mod:`.metrics`: metric functions (CIs, AT, macro-F1, distinct-n, strategy statistics).
 - :mod:`.interactive`: run a policy for seeded episodes through the environments.
+- :mod:`.loop`: the plain episode loop (one env, nothing recorded) of the learners' evaluations.
 - :mod:`.reference`: reference-based evaluation on ESConv (strategy accuracy/F1, BLEU,
   ROUGE-L, METEOR, Distinct-n, perplexity).
 - :mod:`.runs`: run folders (metrics.json, episodes.jsonl, run.json) and TensorBoard logs.
