@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
+from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop, reply_seed
+from .row_sampling import RowSampler, row_generators
 
 
 def repetition_controls(params: GenerationParams) -> dict:
@@ -56,7 +56,9 @@ class TransformersBackend(LLMBackend):
 
     Generation is batched with left padding; prompts are grouped by length so that a
     batch wastes little on padding.  Greedy decoding (``temperature=0``) is
-    deterministic; sampling is reproducible for a given ``seed`` and batch.
+    deterministic; with a ``seed`` (one per conversation or one for all), each row samples
+    from its own seeded generator (:class:`agents.backends.row_sampling.RowSampler`), so a
+    reply depends on its conversation and seed only, not on the rest of the batch.
 
     Repetition controls of :class:`GenerationParams`: ``repetition_penalty`` and
     ``no_repeat_ngram_size`` go to ``model.generate`` as they are (transformers applies both
@@ -153,21 +155,28 @@ class TransformersBackend(LLMBackend):
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         gen_kwargs.update(repetition_controls(params))
 
-        rng_ctx = contextlib.nullcontext()
-        if not params.greedy and params.seed is not None:
-            rng_ctx = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
-        with self._model_lock, rng_ctx, torch.inference_mode():
-            if not params.greedy and params.seed is not None:
-                torch.manual_seed(params.seed)
+        # with a seed, each row samples from its own generator (RowSampler, greedy over its pick):
+        # a row's reply does not depend on its batch-mates; reply j of conversation i uses
+        # reply_seed(seed_i, j)
+        per_row = not params.greedy and params.seed is not None
+        if per_row:
+            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            seeds = [reply_seed(s, j) for s in params.row_seeds(len(conversations)) for j in range(params.n)]
+            generators = row_generators(seeds, self.device)
+        with self._model_lock, torch.inference_mode():
             for start in range(0, len(order), self.max_batch_size):
                 idx = order[start : start + self.max_batch_size]
                 enc = self._encode([prompts[i] for i in idx])
                 kwargs = gen_kwargs
+                processors = []
                 if params.frequency_penalty or params.presence_penalty:
+                    processors.append(OpenAIPenalties(enc["input_ids"].shape[1], params.frequency_penalty, params.presence_penalty))
+                if per_row:
+                    processors.append(RowSampler([generators[i] for i in idx], params.temperature, params.top_p))
+                if processors:
                     from transformers import LogitsProcessorList
 
-                    penalties = OpenAIPenalties(enc["input_ids"].shape[1], params.frequency_penalty, params.presence_penalty)
-                    kwargs = dict(gen_kwargs, logits_processor=LogitsProcessorList([penalties]))
+                    kwargs = dict(gen_kwargs, logits_processor=LogitsProcessorList(processors))
                 out = self.model.generate(**enc, **kwargs)
                 new = out[:, enc["input_ids"].shape[1] :]
                 prompt_lens = enc["attention_mask"].sum(-1).tolist()
