@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.backends.base import GenerationParams, reply_seed
+from agents.backends.base import Completion, GenerationParams, LLMBackend, ScoreResult, reply_seed
 from agents.backends.row_sampling import RowSampler, mix_seed, row_generators, top_p_filter
 from agents.dialogue import Turn
 
@@ -36,6 +36,34 @@ def _persona():
 
     return Persona(id="test/job", emotion_type="sadness", problem_type="job crisis",
                    situation="I lost my job last week and I feel ashamed to tell my family.", initial_intensity=4)
+
+
+class SeededWords(LLMBackend):
+    """A toy sampler for fast tests of the seed plumbing: each reply is words (and an
+    ``Emotion: N`` line for the seeker's emotion tracker) drawn from a random stream seeded by
+    the row's own seed and its prompt, as a real sampler with per-row streams would."""
+
+    WORDS = ("calm", "tired", "work", "family", "sorry", "why", "maybe", "alone", "help", "today")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "seeded-words"
+
+    def _generate(self, conversations, params):
+        import json
+        import zlib
+
+        out = []
+        for conv, seed in zip(conversations, params.row_seeds(len(conversations))):
+            key = zlib.crc32(json.dumps(conv, sort_keys=True).encode())
+            for j in range(params.n):
+                rng = np.random.default_rng([key, reply_seed(seed, j)])
+                words = " ".join(rng.choice(self.WORDS, size=6))
+                out.append(Completion(f"I feel {words}.\nEmotion: {int(rng.integers(30, 60))}"))
+        return out
+
+    def _score(self, conversations, candidates, assistant_prefix):
+        return ScoreResult(np.zeros((len(conversations), len(candidates[0]))), "exact")
 
 
 # ----------------------------------------------------------------------------- pure
@@ -123,6 +151,74 @@ def test_transformers_rows_ignore_batch_mates(backend):
     assert two == [batch[0], other[0]]
     with pytest.raises(ValueError, match="2 per-row seeds for 3 conversations"):
         backend.generate(convs, params.replace(seed=[1, 2]))
+
+
+# ----------------------------------------------------------------------------- fast: seed plumbing
+@pytest.mark.parametrize("emotion", [None, "sage"])
+def test_engine_gives_each_episode_its_own_seeds(emotion):
+    """Seeker opening and replies, supporter utterances and the emotion tracker of episode
+    ``s`` are the same alone and in a vector batch (toy sampler: any shared seed shows)."""
+    from esc_env.env import ESCEnv
+    from esc_env.vector import ESCVectorEnv
+
+    kw = dict(personas=[_persona()], max_turns=3, seeker_params=SAMPLE, supporter_params=SAMPLE)
+    kw.update(dict(seeker_emotion=emotion) if emotion else dict(affect_judge=TextJudge()))
+    venv = ESCVectorEnv(3, SeededWords(), **kw)
+    venv.reset(seed=[7, 100, 200])
+    env = ESCEnv(SeededWords(), **kw)
+    env.reset(seed=100)
+    for action in (2, 4):
+        vobs, _, _, _, vinfo = venv.step(np.array([5, action, 0]))
+        obs, _, _, _, info = env.step(action)
+        assert vobs["dialogue"][1] == obs["dialogue"]
+        assert vinfo["intensity"]["after"][1] == pytest.approx(info["intensity"]["after"], abs=1e-9)
+    assert vobs["dialogue"][0] != obs["dialogue"]
+
+
+def test_seeker_opening_seeds_follow_their_personas():
+    """A persona with a fixed opening takes no seed from the others (rows must not shift)."""
+    from agents.personas import Persona
+    from agents.seeker import SeekerAgent
+
+    fixed = Persona(id="test/fixed", emotion_type="anxiety", problem_type="exams", situation="Exams soon.",
+                    initial_intensity=3, opening="I have exams next week.")
+    other = Persona(id="test/other", emotion_type="anger", problem_type="work", situation="My boss yelled at me.",
+                    initial_intensity=4)
+    agent = SeekerAgent(SeededWords(), params=GenerationParams(**SAMPLE))
+    many = agent.open([fixed, _persona(), other], seed=[1, 2, 3])
+    assert many[0].text == "I have exams next week."
+    assert [r.text for r in many[1:]] == [agent.open([_persona()], seed=[2])[0].text, agent.open([other], seed=[3])[0].text]
+    with pytest.raises(ValueError, match="got 2 seeds for 3 personas"):
+        agent.open([fixed, _persona(), other], seed=[1, 2])
+
+
+def test_simulator_seeds_are_shared_by_candidates_and_ignore_batch_mates():
+    """Common random numbers and batch independence of the simulator, on the toy sampler."""
+    from esc_env.env import ESCEnv
+    from policies.rlff.simulator import FutureSimulator, Prefix
+
+    env = ESCEnv(SeededWords(), personas=[_persona()], action_mode="text", max_turns=20, affect_judge=TextJudge(),
+                 seeker_params=SAMPLE, supporter_params=SAMPLE)
+    sim = FutureSimulator(env, horizon=2, rollouts=3, seed=4)
+    a = Prefix("pa", _persona(), list(PREFIX_TURNS), seed=1)
+    b = Prefix("pb", _persona(), list(PREFIX_TURNS[:1]), seed=2)
+    cands = ["That sounds really hard.", "What happened at work?"]
+    alone = sim.simulate(sim.make_states([a]), [cands], ["pa"])[0]
+    mixed = sim.simulate(sim.make_states([b, a]), [["Hello there."], cands], ["pb", "pa"])[1]
+    fp = sim.future_policy
+    for m in range(3):
+        expected = [fp.strategy_of(sim.future_seed("pa", m, h)) for h in range(2)]
+        for j in range(2):
+            x, y = alone[j][m], mixed[j][m]
+            assert x.seed == y.seed == sim.row_seed("pa", m)  # every candidate: the same seed at rollout m
+            assert x.future_strategies == y.future_strategies == expected[: len(x.future_strategies)]
+            assert (x.seeker_reply, x.intensity_after, x.reward) == (y.seeker_reply, y.intensity_after, y.reward)
+    assert len({alone[0][m].seeker_reply for m in range(3)}) == 3  # rollouts draw differently
+    assert len({sim.row_seed("pa", m) for m in range(3)}) == 3 and sim.row_seed("pa", 0) != sim.row_seed("pb", 0)
+    assert len({tuple(alone[0][m].future_strategies) for m in range(3)} | {(-1,)}) > 2
+    solo, _ = sim.propose_candidates([a], sim.make_states([a]), 2, include_reference=False)
+    both, _ = sim.propose_candidates([b, a], sim.make_states([b, a]), 2, include_reference=False)
+    assert solo[0] == both[1] and solo[0][0] != solo[0][1]
 
 
 # ----------------------------------------------------------------------------- env
