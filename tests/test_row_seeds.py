@@ -279,3 +279,26 @@ def test_rlff_policy_rows_ignore_batch_mates():
     assert (together[1].reasoning, together[1].answer) == (alone[0].reasoning, alone[0].answer)
     with pytest.raises(ValueError, match="1 seeds for 2 chats"):
         pol.reply_batch([d1, d2], seed=[5])
+
+
+# ----------------------------------------------------------------------------- vLLM (in .venv-vllm)
+@pytest.mark.vllm
+def test_vllm_rows_ignore_batch_mates():
+    """One ``SamplingParams`` per request: a row's sample is the same alone and in a batch."""
+    import importlib.util
+
+    from agents.backends import make_backend
+
+    if importlib.util.find_spec("vllm") is None:
+        from tests.vllm_server import require_vllm
+
+        require_vllm("VLLMBackend")
+    vb = make_backend("vllm:embedded?max_model_len=1024&kv_cache_gb=1")  # the engine test_vllm_backend.py shares
+    convs = [_chat("Tell me about the sea."), _chat("Name a fruit."), _chat("How do you feel today?")]
+    params = GenerationParams(temperature=1.0, max_new_tokens=12)
+    batch = [c.text for c in vb.generate(convs, params.replace(seed=[11, 22, 33]))]
+    alone = vb.generate([convs[1]], params.replace(seed=[22]))[0].text
+    swapped = [c.text for c in vb.generate([convs[2], convs[1]], params.replace(seed=[33, 22]))]
+    assert batch[1] == alone == swapped[1] and batch[2] == swapped[0]
+    shared = [c.text for c in vb.generate(convs, params.replace(seed=11))]  # one int: every row's seed
+    assert shared[0] == batch[0]
