@@ -271,12 +271,14 @@ def test_a_prefixs_futures_are_the_same_whatever_its_batch_mates(backend):
 def test_rlff_policy_rows_ignore_batch_mates():
     from policies.rlff.policy import RLFFPolicy
 
-    pol = RLFFPolicy("embedded", max_reasoning_tokens=8, max_answer_tokens=10, batch_size=8)
+    pol = RLFFPolicy("embedded", max_reasoning_tokens=8, max_answer_tokens=10, batch_size=8, temperature=1.0)
     d1 = [Turn("seeker", "I failed my exam and I feel stupid.")]
     d2 = [Turn("seeker", "My sister and I had a fight.")]
     together = pol.reply_batch([d1, d2], seed=[5, 6])
     alone = pol.reply_batch([d2], seed=[6])
     assert (together[1].reasoning, together[1].answer) == (alone[0].reasoning, alone[0].answer)
+    other = pol.reply_batch([d2], seed=[5])  # sampling is on: another seed, another reply
+    assert (other[0].reasoning, other[0].answer) != (alone[0].reasoning, alone[0].answer)
     with pytest.raises(ValueError, match="1 seeds for 2 chats"):
         pol.reply_batch([d1, d2], seed=[5])
 

@@ -10,8 +10,8 @@ the tokens after it are dropped from the completion: what GRPO trains on is what
 (the kept tokens are a prefix of the sampled ones, so their probabilities are unchanged).
 
 Every row of a phase is one batched ``model.generate`` call (split into ``batch_size`` rows).
-With a seed, every row samples from its own ``torch.Generator`` (both phases continue the
-same stream; :class:`agents.backends.row_sampling.RowSampler`), so a row's reply depends on
+With a seed, every row samples from its own ``torch.Generator``, one per phase
+(:class:`agents.backends.row_sampling.RowSampler`), so a row's reply depends on
 its prompt and seed only, not on the other rows of the batch.
 The token ids of the prompt and of the completion are kept exactly as sampled, so that the
 GRPO ratio ``pi_theta / pi_old`` is computed on the tokens the model actually produced.
@@ -160,8 +160,8 @@ def generate_replies(
         num_samples: replies per chat (``G`` in GRPO).
         max_reasoning_tokens, max_answer_tokens: token budgets of the two phases.
         temperature: 0 for greedy decoding; else sampling with ``top_p``.
-        seed: one seed per chat (row ``(i, g)`` samples from a generator seeded with
-            ``mix_seed(seed[i], g)``, whatever the other chats), or one int for the call
+        seed: one seed per chat (row ``(i, g)`` samples phase ``k`` from a generator seeded
+            with ``mix_seed(seed[i], g, k)``, whatever the other chats), or one int for the call
             (chat ``i``'s seed is then ``mix_seed(seed, i)``), or ``None`` (torch's global
             random stream).
         batch_size: rows per ``generate`` call.
@@ -180,13 +180,16 @@ def generate_replies(
                 raise ValueError(f"generate_replies: got {len(chat_seeds)} seeds for {len(messages)} chats")
         else:
             chat_seeds = [mix_seed(int(seed), i) for i in range(len(messages))]
-        generators = row_generators([mix_seed(cs, g) for cs in chat_seeds for g in range(num_samples)],
-                                    next(model.parameters()).device)
+        # one stream per row AND phase: a row's draws in phase 1 continue while its batch-mates
+        # are still writing, so a shared stream would carry their length into phase 2
+        device = next(model.parameters()).device
+        generators = [row_generators([mix_seed(cs, g, phase) for cs in chat_seeds for g in range(num_samples)], device)
+                      for phase in (1, 2)]
     was_training = model.training
     model.eval()
     try:
         first = _sample(model, tokenizer, rows, max_reasoning_tokens, temperature, top_p, (THINK_CLOSE,), batch_size,
-                        generators)
+                        generators and generators[0])
         phase1, masks, closed = [], [], []
         for ids in first:
             k = _close_index(tokenizer, ids)
@@ -200,7 +203,7 @@ def generate_replies(
                 masks.append([1] * len(body) + [0] * len(forced_close))
                 closed.append(False)
         second = _sample(model, tokenizer, [r + p for r, p in zip(rows, phase1)], max_answer_tokens,
-                         temperature, top_p, (), batch_size, generators)
+                         temperature, top_p, (), batch_size, generators and generators[1])
     finally:
         model.train(was_training)
     completions, sampled, replies, finished = [], [], [], []
