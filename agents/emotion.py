@@ -319,7 +319,7 @@ class EmotionTracker:
         personas: Sequence[Persona],
         dialogues: Sequence[Sequence[Turn]],
         levels: Sequence[float],
-        seed: int | None = None,
+        seed: "int | Sequence[int] | None" = None,
         since: str = SINCE_LAST,
         max_changes: Sequence[float] | None = None,
     ) -> list[EmotionUpdate]:
@@ -327,7 +327,8 @@ class EmotionTracker:
 
         Args:
             personas, dialogues, levels: ``n`` each; ``levels`` are the levels before.
-            seed: sampling seed of the batch.
+            seed: sampling seed: one int for every row, or one per dialogue (then a
+                row's update depends on its own seed only, not on its batch-mates).
             since: how the prompt names the moment of ``levels`` (:data:`SINCE_LAST`).
             max_changes: per-dialogue bound on the change (default ``config.max_change``).
 
@@ -342,7 +343,9 @@ class EmotionTracker:
             return []
         bounds = [float(b) for b in max_changes] if max_changes is not None else [self.config.max_change] * len(dialogues)
         convs = [self.conversation(p, d, v, since, b) for p, d, v, b in zip(personas, dialogues, levels, bounds)]
-        params = self.config.params.replace(n=1, seed=int(seed)) if seed is not None else self.config.params.replace(n=1)
+        if seed is not None and hasattr(seed, "__iter__") and len(list(seed)) != len(dialogues):
+            raise ValueError(f"got {len(list(seed))} seeds for {len(dialogues)} dialogues")
+        params = self.config.params.replace(n=1, seed=seed) if seed is not None else self.config.params.replace(n=1)
         comps = self.backend.generate(convs, params)
         out = []
         for c, prev, bound in zip(comps, levels, bounds):

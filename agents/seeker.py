@@ -541,17 +541,17 @@ class SeekerAgent:
         return SeekerReply(text=text, relieved=relieved, gave_up=gave_up, raw=raw)
 
     # ---- public API ---------------------------------------------------------------------
-    def _params(self, seed: int | None, opening: bool = False) -> GenerationParams:
+    def _params(self, seed: "int | Sequence[int] | None", opening: bool = False) -> GenerationParams:
         p = self.opening_params if opening else self.params
         if p.n != 1:
             p = p.replace(n=1)
         if p.max_words is None and self.max_words is not None:
             p = p.replace(max_words=self.max_words)  # no tokens after what the cleaning could keep
         if seed is not None:
-            p = p.replace(seed=int(seed))
+            p = p.replace(seed=seed)
         return p
 
-    def open(self, personas: Sequence[Persona], seed: int | None = None) -> list[SeekerReply]:
+    def open(self, personas: Sequence[Persona], seed: "int | Sequence[int] | None" = None) -> list[SeekerReply]:
         """The seeker's first message for each persona.
 
         ``persona.opening`` is used verbatim where set (no LLM call for those); the others
@@ -572,6 +572,9 @@ class SeekerAgent:
                 todo.append(i)
         if todo:
             convs = [self.conversation(personas[i], []) for i in todo]
+            if seed is not None and hasattr(seed, "__iter__"):  # one seed per row
+                seed = _row_seeds(seed, len(personas), "personas")
+                seed = [seed[i] for i in todo]
             comps = self.backend.generate(convs, self._params(seed, opening=True))
             for i, conv, c in zip(todo, convs, comps):
                 fallback = _first_sentence(personas[i].situation) or SEEKER_FALLBACK
@@ -582,7 +585,7 @@ class SeekerAgent:
         self,
         personas: Sequence[Persona],
         dialogues: Sequence[Sequence[Turn]],
-        seed: int | None = None,
+        seed: "int | Sequence[int] | None" = None,
         intensities: Sequence[float | None] | None = None,
     ) -> list[SeekerReply]:
         """The seeker's next message in each dialogue (each should end with a supporter turn).
@@ -590,7 +593,8 @@ class SeekerAgent:
         Args:
             personas: ``n`` personas.
             dialogues: ``n`` dialogues.
-            seed: sampling seed for the batch (reproducible for the same batch).
+            seed: sampling seed: one int for every row, or one per dialogue (then a
+                row's reply depends on its own seed only, not on its batch-mates).
             intensities: optional current intensity (1-5) of each seeker, e.g. the affect
                 judge's last estimate, used in the prompt instead of the initial one.
 
@@ -605,12 +609,21 @@ class SeekerAgent:
         if not dialogues:
             return []
         ints = list(intensities) if intensities is not None else [None] * len(dialogues)
+        if seed is not None and hasattr(seed, "__iter__"):  # one seed per row
+            seed = _row_seeds(seed, len(dialogues), "dialogues")
         convs = [self.conversation(p, d, v) for p, d, v in zip(personas, dialogues, ints)]
         comps = self.backend.generate(convs, self._params(seed))
         return [
             self.parse(c.text, self._echo(p, conv, v), p)
             for c, conv, p, v in zip(comps, convs, personas, ints)
         ]
+
+
+def _row_seeds(seed: Sequence[int], n: int, what: str) -> list[int]:
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} {what}")
+    return seeds
 
 
 def _first_sentence(text: str, max_chars: int = 200) -> str:

@@ -167,17 +167,17 @@ class SupporterAgent:
             text = bound_length(text, self.max_chars)
         return text
 
-    def _params(self, seed: int | None) -> GenerationParams:
+    def _params(self, seed: "int | Sequence[int] | None") -> GenerationParams:
         p = self.params if self.params.n == 1 else self.params.replace(n=1)
         if p.max_words is None and self.max_words is not None:
             p = p.replace(max_words=self.max_words)  # no tokens after what the cleaning could keep
-        return p.replace(seed=int(seed)) if seed is not None else p
+        return p.replace(seed=seed) if seed is not None else p
 
     def respond(
         self,
         dialogues: Sequence[Sequence[Turn]],
         strategies: Sequence["str | None"],
-        seed: int | None = None,
+        seed: "int | Sequence[int] | None" = None,
     ) -> list[str]:
         """Realise each chosen strategy as ONE supporter utterance.
 
@@ -185,7 +185,8 @@ class SupporterAgent:
             dialogues: ``n`` dialogues, normally ending with a seeker turn.
             strategies: ``n`` strategy names of the set (case-insensitive) or ``None``
                 (the model chooses freely); an int is taken as the strategy's index.
-            seed: sampling seed for the batch.
+            seed: sampling seed: one int for every row, or one per dialogue (then a
+                row's utterance depends on its own seed only, not on its batch-mates).
 
         Returns:
             ``n`` cleaned utterances, none empty; ONE ``backend.generate`` call.
@@ -198,6 +199,8 @@ class SupporterAgent:
             raise ValueError(f"got {len(strategies)} strategies for {len(dialogues)} dialogues")
         if not dialogues:
             return []
+        if seed is not None and hasattr(seed, "__iter__") and len(list(seed)) != len(dialogues):
+            raise ValueError(f"got {len(list(seed))} seeds for {len(dialogues)} dialogues")
         names = [self._strategy_name(s) for s in strategies]
         convs = [self.conversation(d, s) for d, s in zip(dialogues, names)]
         comps = self.backend.generate(convs, self._params(seed))

@@ -190,7 +190,7 @@ class DialogueEngine:
         """The seekers' openings (one generate call at most); intensities not judged yet."""
         if not personas:
             return []
-        openings = self.seeker.open(list(personas), seed=int(seeds[0]))
+        openings = self.seeker.open(list(personas), seed=[int(s) for s in seeds])
         states = [
             EpisodeState(persona=p, turns=[Turn("seeker", o.text)], intensities=[float(p.initial_intensity)], seed=int(s))
             for p, o, s in zip(personas, openings, seeds)
@@ -269,7 +269,7 @@ class DialogueEngine:
             names = [self.strategies[parsed[i].strategy].name for i in need]
             with _RoleTimer(self.supporter) as t:
                 timers["supporter"] = t
-                written = self.supporter.respond([new[i].turns for i in need], names, seed=new[need[0]].call_seed(self.ROLE_SUPPORTER))
+                written = self.supporter.respond([new[i].turns for i in need], names, seed=[new[i].call_seed(self.ROLE_SUPPORTER) for i in need])
             usage["supporter"] = _share(t.result, len(need))
             for i, text in zip(need, written):
                 utterances[i] = text
@@ -284,7 +284,7 @@ class DialogueEngine:
             with _RoleTimer(self.emotion) as t:
                 timers["emotion"] = t
                 updates = self.emotion.update([st.persona for st in new], [st.turns for st in new],
-                                              [st.hidden["emotion"][-1] for st in new], seed=new[0].call_seed(self.ROLE_EMOTION))
+                                              [st.hidden["emotion"][-1] for st in new], seed=[st.call_seed(self.ROLE_EMOTION) for st in new])
             usage["emotion"] = _share(t.result, n)
             for st, u in zip(new, updates):
                 st.hidden["emotion"].append(u.level)
@@ -293,7 +293,7 @@ class DialogueEngine:
         felt = [intensity_from_level(u.level) for u in updates] if updates is not None else None
         with _RoleTimer(self.seeker) as t:
             timers["seeker"] = t
-            replies = self.seeker.reply([st.persona for st in new], [st.turns for st in new], seed=new[0].call_seed(self.ROLE_SEEKER),
+            replies = self.seeker.reply([st.persona for st in new], [st.turns for st in new], seed=[st.call_seed(self.ROLE_SEEKER) for st in new],
                                         intensities=felt)
         usage["seeker"] = _share(t.result, n)
         for st, r in zip(new, replies):

@@ -38,8 +38,13 @@ class GenerationParams:
     """Sampling settings for :meth:`LLMBackend.generate`.
 
     ``temperature == 0`` means greedy decoding (deterministic on every backend that
-    supports it).  ``seed`` makes sampling reproducible where the backend allows it.
-    ``n`` asks for several completions of each conversation.
+    supports it).  ``seed`` makes sampling reproducible where the backend allows it: an
+    int is every conversation's seed; a sequence of ints gives conversation ``i`` the seed
+    ``seed[i]`` (its length must be the number of conversations), so that a row's reply
+    depends on its own seed and prompt only, never on its batch-mates (the transformers and
+    vLLM backends sample each row from its own random stream; OpenAI-compatible servers get
+    the row's seed in the row's request).  ``n`` asks for several completions of each
+    conversation (reply ``j`` of a row with seed ``s``: :func:`reply_seed` ``(s, j)``).
 
     Repetition controls (each backend maps what it supports and documents what it ignores):
     ``repetition_penalty`` (1.0 = off; multiplicative, as in transformers and vLLM),
@@ -56,7 +61,7 @@ class GenerationParams:
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
-    seed: int | None = None
+    seed: "int | tuple[int, ...] | None" = None
     n: int = 1
     repetition_penalty: float = 1.0
     frequency_penalty: float = 0.0
@@ -86,6 +91,7 @@ class GenerationParams:
         if self.max_words is not None and (isinstance(self.max_words, bool) or not isinstance(self.max_words, int)
                                            or self.max_words < 1):
             raise ValueError(f"GenerationParams.max_words must be a positive int or None, got {self.max_words!r}")
+        object.__setattr__(self, "seed", _as_seed(self.seed))
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
@@ -95,10 +101,46 @@ class GenerationParams:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    def row_seeds(self, n_rows: int) -> "list[int | None]":
+        """The seed of each of ``n_rows`` conversations (an int seed is every row's seed).
+
+        Raises:
+            ValueError: ``seed`` is a sequence whose length is not ``n_rows``.
+        """
+        if isinstance(self.seed, tuple):
+            if len(self.seed) != n_rows:
+                raise ValueError(f"GenerationParams.seed has {len(self.seed)} per-row seeds for {n_rows} conversations")
+            return list(self.seed)
+        return [self.seed] * n_rows
+
     def replace(self, **changes) -> "GenerationParams":
         values = asdict(self)
         values.update(changes)
         return GenerationParams(**values)
+
+
+def _as_seed(seed) -> "int | tuple[int, ...] | None":
+    """``None``, an int, or a tuple of ints (one per conversation) from what a caller gave."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)):
+        raise ValueError(f"GenerationParams.seed must be an int or a sequence of ints, got {seed!r}")
+    if isinstance(seed, (int, np.integer)):
+        return int(seed)
+    if isinstance(seed, str) or not hasattr(seed, "__iter__"):
+        raise ValueError(f"GenerationParams.seed must be an int or a sequence of ints, got {seed!r}")
+    out = []
+    for s in seed:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise ValueError(f"GenerationParams.seed: every per-row seed must be an int, got {s!r}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def reply_seed(seed: int, reply: int) -> int:
+    """The seed of reply ``reply`` (of ``n``) to a conversation whose seed is ``seed``:
+    ``seed + reply`` (so reply 0 uses the row's seed; OpenAI-compatible servers get it as is)."""
+    return int(seed) + int(reply)
 
 
 @dataclass
@@ -260,6 +302,7 @@ class LLMBackend(ABC):
         convs = validate_conversations(conversations)
         if not convs:
             return []
+        params.row_seeds(len(convs))  # a per-row seed list must match the conversations
         t0 = time.perf_counter()
         out = self._generate(convs, params)
         self._account(len(convs), out, time.perf_counter() - t0)

@@ -22,7 +22,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
+from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop, reply_seed
 from .openai_backend import MAX_TOP_LOGPROBS, NoLogprobsError, first_token_logprobs
 
 #: Field names under which chat models take each generation setting, in order of preference.
@@ -74,6 +74,10 @@ class LangChainBackend(LLMBackend):
     (``ChatOllama``, Hugging Face models), ``no_repeat_ngram_size`` to a field of that name.
     A setting the model has no field for is ignored and its name is added to
     :attr:`dropped_params`.  ``max_words`` is ignored (``max_new_tokens`` still bounds the reply).
+
+    Seeds: a bound model takes one seed, so ``generate`` runs one ``batch`` per distinct
+    seed; with a per-row seed list (the env's episodes) that is one request at a time per
+    row group, less concurrent than one batch, but each row's reply depends on its own seed.
     """
 
     def __init__(
@@ -212,17 +216,22 @@ class LangChainBackend(LLMBackend):
             repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
             no_repeat_ngram_size=params.no_repeat_ngram_size or None,
         )
-        if params.seed is None or n == 1 or self.param_fields["seed"] is None:
-            seed = params.seed if n == 1 else None
-            if params.seed is not None and n > 1:
+        seeds = params.row_seeds(len(msgs))
+        if params.seed is None or self.param_fields["seed"] is None:
+            if params.seed is not None:
                 self.dropped_params.add("seed")
-            results = self._batch(self._bind(seed=seed, **common), [m for m in msgs for _ in range(n)])
+            results = self._batch(self._bind(seed=None, **common), [m for m in msgs for _ in range(n)])
         else:
-            # reply j of every conversation uses seed + j: one batch per j
+            # a bound model takes one seed: one batch per distinct seed (reply j of a row with
+            # seed s uses s + j), so a row's reply never depends on its batch-mates' seeds
             results = [None] * (len(msgs) * n)
-            for j in range(n):
-                for i, r in enumerate(self._batch(self._bind(seed=params.seed + j, **common), msgs)):
-                    results[i * n + j] = r
+            groups: dict[int, list[int]] = {}
+            for i, s in enumerate(seeds):
+                for j in range(n):
+                    groups.setdefault(reply_seed(s, j), []).append(i * n + j)
+            for s, rows in groups.items():
+                for r, out in zip(rows, self._batch(self._bind(seed=s, **common), [msgs[k // n] for k in rows])):
+                    results[r] = out
         return [self._completion(r, params) for r in results]
 
     # ---- score ----------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import openai
 
-from .base import BackendError, Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
+from .base import BackendError, Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop, reply_seed
 
 #: HTTP statuses that are retried (besides connection errors and timeouts).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -218,8 +218,9 @@ class OpenAICompatibleBackend(LLMBackend):
     ``no_repeat_ngram_size`` is ignored (no server API has it), and so is ``max_words``
     (``max_new_tokens`` still bounds the reply).
 
-    ``generate`` asks for ``n`` replies as ``n`` separate requests (reply ``j`` with seed
-    ``seed + j`` when a seed is given): llama.cpp's servers ignore ``n``, and separate
+    ``generate`` asks for ``n`` replies as ``n`` separate requests (reply ``j`` of a
+    conversation with seed ``s`` -- the seed, or its entry of a per-row seed list -- sends
+    seed ``s + j``): llama.cpp's servers ignore ``n``, and separate
     requests give exact per-reply token counts.
     """
 
@@ -429,7 +430,8 @@ class OpenAICompatibleBackend(LLMBackend):
     # ---- generate -------------------------------------------------------------------
     def _generate(self, conversations: list[list[Message]], params: GenerationParams) -> list[Completion]:
         jobs = []
-        for conv in conversations:
+        row_seeds = params.row_seeds(len(conversations))
+        for conv, row_seed in zip(conversations, row_seeds):
             for j in range(params.n):
                 kw: dict[str, Any] = {
                     "messages": conv,
@@ -439,8 +441,8 @@ class OpenAICompatibleBackend(LLMBackend):
                 }
                 if params.stop:
                     kw["stop"] = list(params.stop)
-                if params.seed is not None:
-                    kw["seed"] = params.seed + j
+                if row_seed is not None:
+                    kw["seed"] = reply_seed(row_seed, j)
                 if params.frequency_penalty:
                     kw["frequency_penalty"] = params.frequency_penalty
                 if params.presence_penalty:

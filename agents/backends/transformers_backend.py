@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
+from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop, reply_seed
+from .row_sampling import RowSampler, row_generators
 
 
 def repetition_controls(params: GenerationParams) -> dict:
@@ -186,7 +186,9 @@ class TransformersBackend(LLMBackend):
 
     Generation is batched with left padding; prompts are grouped by length so that a
     batch wastes little on padding.  Greedy decoding (``temperature=0``) is
-    deterministic; sampling is reproducible for a given ``seed`` and batch.
+    deterministic; with a ``seed`` (one per conversation or one for all), each row samples
+    from its own seeded generator (:class:`agents.backends.row_sampling.RowSampler`), so a
+    reply depends on its conversation and seed only, not on the rest of the batch.
 
     Repetition controls of :class:`GenerationParams`: ``repetition_penalty`` goes to
     ``model.generate`` as it is (transformers applies it to the prompt's tokens as well as
@@ -282,16 +284,20 @@ class TransformersBackend(LLMBackend):
             gen_kwargs.update(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
         gen_kwargs.update(repetition_controls(params))
 
-        rng_ctx = contextlib.nullcontext()
-        if not params.greedy and params.seed is not None:
-            rng_ctx = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
-        with self._model_lock, rng_ctx, torch.inference_mode():
-            if not params.greedy and params.seed is not None:
-                torch.manual_seed(params.seed)
+        # with a seed, each row samples from its own generator (RowSampler, greedy over its pick):
+        # a row's reply does not depend on its batch-mates; reply j of conversation i uses
+        # reply_seed(seed_i, j)
+        per_row = not params.greedy and params.seed is not None
+        if per_row:
+            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            seeds = [reply_seed(s, j) for s in params.row_seeds(len(conversations)) for j in range(params.n)]
+            generators = row_generators(seeds, self.device)
+        with self._model_lock, torch.inference_mode():
             for start in range(0, len(order), self.max_batch_size):
                 idx = order[start : start + self.max_batch_size]
                 enc = self._encode([prompts[i] for i in idx])
-                kwargs = self._step_controls(enc["input_ids"].shape[1], params, gen_kwargs)
+                kwargs = self._step_controls(enc["input_ids"].shape[1], params, gen_kwargs,
+                                             [generators[i] for i in idx] if per_row else None)
                 out = self.model.generate(**enc, **kwargs)
                 new = out[:, enc["input_ids"].shape[1] :]
                 prompt_lens = enc["attention_mask"].sum(-1).tolist()
@@ -299,9 +305,11 @@ class TransformersBackend(LLMBackend):
                     results[i] = self._completion(new[row], int(prompt_lens[row]), params)
         return results  # type: ignore[return-value]
 
-    def _step_controls(self, prompt_length: int, params: GenerationParams, gen_kwargs: dict) -> dict:
+    def _step_controls(self, prompt_length: int, params: GenerationParams, gen_kwargs: dict,
+                       generators: list | None = None) -> dict:
         """``gen_kwargs`` plus our logits processors (the reply-only repetition controls, then
-        temperature and top-p when sampling) and stopping criterion (stop strings, ``max_words``)."""
+        temperature and top-p when sampling, then with ``generators`` one seeded draw per row) and
+        stopping criterion (stop strings, ``max_words``)."""
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         processors: list = []
@@ -311,6 +319,8 @@ class TransformersBackend(LLMBackend):
             processors.append(OpenAIPenalties(prompt_length, params.frequency_penalty, params.presence_penalty))
         if not params.greedy:
             processors.append(TemperatureTopP(params.temperature, params.top_p))
+        if generators is not None:  # the draw itself, per row (temperature and top-p applied above)
+            processors.append(RowSampler(generators, temperature=1.0, top_p=1.0))
         kwargs = dict(gen_kwargs)
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList(processors)

@@ -182,7 +182,8 @@ class VLLMBackend(LLMBackend):
 
     ``generate`` is one ``LLM.chat`` call over all conversations, so vLLM's continuous
     batching and prefix caching (on by default) do the work; ``n`` and ``seed`` go to
-    ``SamplingParams`` (with a seed, conversation ``i``'s ``n`` replies are reproducible; greedy
+    ``SamplingParams``, one per request when the seeds differ by row (with a seed,
+    conversation ``i``'s ``n`` replies are reproducible whatever its batch-mates; greedy
     ``n > 1``, which vLLM refuses, is one greedy reply repeated ``n`` times).
     Repetition controls: ``repetition_penalty``, ``frequency_penalty`` and
     ``presence_penalty`` map to vLLM's own; ``no_repeat_ngram_size`` is ignored (vLLM has no
@@ -237,14 +238,15 @@ class VLLMBackend(LLMBackend):
         text = self.tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
         return text + assistant_prefix
 
-    def _sampling_params(self, params: GenerationParams):
+    def _sampling_params(self, params: GenerationParams, seed: int | None = None):
+        """vLLM's ``SamplingParams`` of ``params`` with the given row ``seed``."""
         return self._vllm.SamplingParams(
             n=params.n,
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_new_tokens,
             stop=list(params.stop) or None,
-            seed=params.seed,
+            seed=seed,
             repetition_penalty=params.repetition_penalty,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty,
@@ -273,7 +275,12 @@ class VLLMBackend(LLMBackend):
     def _generate(self, conversations: list[list[Message]], params: GenerationParams) -> list[Completion]:
         # vLLM refuses n > 1 with greedy decoding; the n greedy replies are one reply n times
         copies = params.n if (params.greedy and params.n > 1) else 1
-        sp = self._sampling_params(params.replace(n=1) if copies > 1 else params)
+        p = params.replace(n=1) if copies > 1 else params
+        seeds = params.row_seeds(len(conversations))
+        if len(set(seeds)) == 1:
+            sp = self._sampling_params(p, seeds[0])
+        else:  # one SamplingParams per request: each row samples from its own seeded stream
+            sp = [self._sampling_params(p, s) for s in seeds]
         outputs = self._run(self.llm.chat, conversations, sp)
         result: list[Completion] = []
         for out in outputs:

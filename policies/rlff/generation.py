@@ -10,15 +10,19 @@ the tokens after it are dropped from the completion: what GRPO trains on is what
 (the kept tokens are a prefix of the sampled ones, so their probabilities are unchanged).
 
 Every row of a phase is one batched ``model.generate`` call (split into ``batch_size`` rows).
+With a seed, every row samples from its own ``torch.Generator``, one per phase
+(:class:`agents.backends.row_sampling.RowSampler`), so a row's reply depends on
+its prompt and seed only, not on the other rows of the batch.
 The token ids of the prompt and of the completion are kept exactly as sampled, so that the
 GRPO ratio ``pi_theta / pi_old`` is computed on the tokens the model actually produced.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Sequence
+
+from agents.backends.row_sampling import RowSampler, mix_seed, row_generators
 
 from .format import THINK_CLOSE, THINK_OPEN, Reply, clean_answer, shown_as_written
 
@@ -64,13 +68,19 @@ def _left_pad(rows: list[list[int]], pad_id: int):
 
 
 def _sample(model, tokenizer, rows: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
-            stop: Sequence[str], batch_size: int) -> list[list[int]]:
-    """New tokens of each row (cut after the end-of-message token, which is kept)."""
+            stop: Sequence[str], batch_size: int, generators: Sequence | None = None) -> list[list[int]]:
+    """New tokens of each row (cut after the end-of-message token, which is kept).
+
+    ``generators``: one ``torch.Generator`` per row (sampling row by row), or ``None`` (the
+    global random stream)."""
     import torch
 
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos)
-    if temperature > 0:
+    per_row = temperature > 0 and generators is not None
+    if per_row:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    elif temperature > 0:
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -80,8 +90,13 @@ def _sample(model, tokenizer, rows: list[list[int]], max_new_tokens: int, temper
     device = next(model.parameters()).device
     for s in range(0, len(rows), batch_size):
         ids, mask = _left_pad(rows[s : s + batch_size], pad)
+        kw = kwargs
+        if per_row:
+            from transformers import LogitsProcessorList
+
+            kw = dict(kwargs, logits_processor=LogitsProcessorList([RowSampler(generators[s : s + batch_size], temperature, top_p)]))
         with torch.inference_mode():
-            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
         for row in gen[:, ids.shape[1]:].tolist():
             if eos in row:
                 row = row[: row.index(eos) + 1]
@@ -134,7 +149,7 @@ def generate_replies(
     max_answer_tokens: int = 64,
     temperature: float = 1.0,
     top_p: float = 1.0,
-    seed: int | None = None,
+    seed: "int | Sequence[int] | None" = None,
     batch_size: int = 16,
 ) -> Generation:
     """Reasoning then answer for every chat in ``messages``, ``num_samples`` times each.
@@ -145,7 +160,10 @@ def generate_replies(
         num_samples: replies per chat (``G`` in GRPO).
         max_reasoning_tokens, max_answer_tokens: token budgets of the two phases.
         temperature: 0 for greedy decoding; else sampling with ``top_p``.
-        seed: makes sampling reproducible for the same batch.
+        seed: one seed per chat (row ``(i, g)`` samples phase ``k`` from a generator seeded
+            with ``mix_seed(seed[i], g, k)``, whatever the other chats), or one int for the call
+            (chat ``i``'s seed is then ``mix_seed(seed, i)``), or ``None`` (torch's global
+            random stream).
         batch_size: rows per ``generate`` call.
     """
     import torch
@@ -154,28 +172,38 @@ def generate_replies(
     prompts = [tokenizer(render_prompt(tokenizer, m), add_special_tokens=False)["input_ids"] for m in messages]
     rows = [p for p in prompts for _ in range(num_samples)]
     forced_close = tokenizer(THINK_CLOSE, add_special_tokens=False)["input_ids"]
-    rng_ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+    generators = None
+    if seed is not None:
+        if hasattr(seed, "__iter__"):
+            chat_seeds = [int(x) for x in seed]
+            if len(chat_seeds) != len(messages):
+                raise ValueError(f"generate_replies: got {len(chat_seeds)} seeds for {len(messages)} chats")
+        else:
+            chat_seeds = [mix_seed(int(seed), i) for i in range(len(messages))]
+        # one stream per row AND phase: a row's draws in phase 1 continue while its batch-mates
+        # are still writing, so a shared stream would carry their length into phase 2
+        device = next(model.parameters()).device
+        generators = [row_generators([mix_seed(cs, g, phase) for cs in chat_seeds for g in range(num_samples)], device)
+                      for phase in (1, 2)]
     was_training = model.training
     model.eval()
     try:
-        with rng_ctx:
-            if seed is not None:
-                torch.manual_seed(seed)
-            first = _sample(model, tokenizer, rows, max_reasoning_tokens, temperature, top_p, (THINK_CLOSE,), batch_size)
-            phase1, masks, closed = [], [], []
-            for ids in first:
-                k = _close_index(tokenizer, ids)
-                if k is not None:
-                    phase1.append(ids[:k])
-                    masks.append([1] * k)
-                    closed.append(True)
-                else:
-                    body = ids[:-1] if ids and ids[-1] == eos else ids
-                    phase1.append(body + forced_close)
-                    masks.append([1] * len(body) + [0] * len(forced_close))
-                    closed.append(False)
-            second = _sample(model, tokenizer, [r + p for r, p in zip(rows, phase1)], max_answer_tokens,
-                             temperature, top_p, (), batch_size)
+        first = _sample(model, tokenizer, rows, max_reasoning_tokens, temperature, top_p, (THINK_CLOSE,), batch_size,
+                        generators and generators[0])
+        phase1, masks, closed = [], [], []
+        for ids in first:
+            k = _close_index(tokenizer, ids)
+            if k is not None:
+                phase1.append(ids[:k])
+                masks.append([1] * k)
+                closed.append(True)
+            else:
+                body = ids[:-1] if ids and ids[-1] == eos else ids
+                phase1.append(body + forced_close)
+                masks.append([1] * len(body) + [0] * len(forced_close))
+                closed.append(False)
+        second = _sample(model, tokenizer, [r + p for r, p in zip(rows, phase1)], max_answer_tokens,
+                         temperature, top_p, (), batch_size, generators and generators[1])
     finally:
         model.train(was_training)
     completions, sampled, replies, finished = [], [], [], []

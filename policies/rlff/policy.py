@@ -184,8 +184,12 @@ class RLFFPolicy:
         return cls(backend.model_path, **kwargs)
 
     # ---- replies ----------------------------------------------------------------------------
-    def reply_batch(self, dialogues: Sequence[Sequence[Turn]], seed: int | None = None) -> list[Reply]:
+    def reply_batch(self, dialogues: Sequence[Sequence[Turn]], seed: "int | Sequence[int] | None" = None) -> list[Reply]:
         """Reasoning and answer for every dialogue (each ends with a seeker turn); batched.
+
+        ``seed``: one int for the call (row ``i`` samples with a seed mixed from it and ``i``),
+        or one seed per dialogue (a row's reply then depends on its own seed only);
+        ``None``: the policy's own seed sequence.
 
         An empty answer is replaced by :data:`~policies.rlff.format.FALLBACK_ANSWER` so the
         seeker always gets an utterance; ``Reply.well_formed`` still says it was empty.
@@ -254,9 +258,11 @@ class RLFFPolicy:
 
     def propose(self, states: list[dict], seeds: Sequence[int]) -> list[tuple[int | None, str]]:
         """:class:`policies.rlff.simulator.FuturePolicy`: this policy writes the future supporter turns
-        (one batched generation seeded with ``seeds[0]``)."""
+        (one batched generation; row ``i`` samples with seed ``seeds[i]``)."""
+        if len(seeds) != len(states):
+            raise ValueError(f"got {len(seeds)} seeds for {len(states)} states")
         dialogues = [[Turn.from_dict(t) for t in episode_of(s)["turns"]] for s in states]
-        replies = self.reply_batch(dialogues, seed=int(seeds[0]) if len(seeds) else None)
+        replies = self.reply_batch(dialogues, seed=[int(s) for s in seeds])
         return [(None, r.answer) for r in replies]
 
     # ---- strategy labels (strategy+text mode) --------------------------------------------------

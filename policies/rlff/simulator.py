@@ -34,10 +34,12 @@ prefix*, so the simulator gives every candidate of a prefix the same random choi
 same rollout index ``m``: the same episode seed (the seeker's sampling seed derives from it)
 and the same future supporter strategies.  Seeds derive from ``(seed, prefix id, m)`` alone
 (:meth:`FutureSimulator.row_seed`, :meth:`FutureSimulator.future_seed`), never from the
-batch.  What the simulator cannot make batch-independent by itself: the transformers backend
-samples a whole batched ``generate`` from one random stream seeded by the batch's first row,
-so the *sampled tokens* of a row still depend on its batch-mates (an OpenAI-compatible or vLLM
-backend seeds each request on its own).  :func:`future_reward_spread` measures the effect.
+batch.  Every LLM call of a row (the env's seeker, emotion tracker and supporter, and the
+future policy) gets the row's own seed, and every backend samples each row from its own
+seeded stream (:class:`agents.backends.row_sampling.RowSampler` on transformers, one
+``SamplingParams`` per request on vLLM, the row's seed in its request on OpenAI-compatible
+servers), so a prefix's futures are the same whatever prefixes share its batch.
+:func:`future_reward_spread` measures the within-prefix noise.
 """
 
 from __future__ import annotations
@@ -164,8 +166,8 @@ class SupporterFuturePolicy:
     the candidate's value under a generic continuation rather than one fixed script.  Row
     ``i``'s strategy is drawn from ``seeds[i]`` alone, so rows with the same seed (the
     candidates of one prefix at one rollout index) get the same strategy whatever their
-    batch-mates.  The text is one batched generate call seeded with ``seeds[0]``: the
-    transformers backend samples a batch from one random stream (see the README).
+    batch-mates.  The text is one batched generate call in which row ``i`` samples with
+    seed ``seeds[i]``.
     """
 
     def __init__(self, env: Any) -> None:
@@ -182,7 +184,7 @@ class SupporterFuturePolicy:
             raise ValueError(f"got {len(seeds)} seeds for {len(states)} states")
         idx = [self.strategy_of(s) for s in seeds]
         dialogues = [[Turn.from_dict(t) for t in episode_of(s)["turns"]] for s in states]
-        texts = self.supporter.respond(dialogues, [self.strategies[i].name for i in idx], seed=int(seeds[0])) if states else []
+        texts = self.supporter.respond(dialogues, [self.strategies[i].name for i in idx], seed=[int(s) for s in seeds]) if states else []
         return list(zip(idx, texts))
 
 
@@ -402,8 +404,10 @@ class FutureSimulator:
             for i in idx:
                 rows.append(p.turns)
                 names.append(strategies[int(i)].name)
-        gen_seed = stable_seed(self.seed, "candidate-text", prefixes[0].id) if prefixes else 0
-        texts = self.unwrapped.engine.supporter.respond(rows, names, seed=gen_seed) if rows else []
+        # each candidate's text from its own seed: (seed, prefix id, strategy), never the batch
+        gen_seeds = [stable_seed(self.seed, "candidate-text", p.id, n)
+                     for p, n in zip((p for p in prefixes for _ in range(min(k, len(strategies)))), names)]
+        texts = self.unwrapped.engine.supporter.respond(rows, names, seed=gen_seeds) if rows else []
         cands: list[list[str]] = []
         sources: list[list[str]] = []
         pos = 0
