@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop, reply_seed
-from .row_sampling import RowSampler, row_generators
+from .row_sampling import RowSampler, row_generators, top_p_filter
 
 
 def repetition_controls(params: GenerationParams) -> dict:
@@ -125,25 +125,7 @@ class TemperatureTopP:
 
     def __call__(self, input_ids, scores):
         """``scores``: ``(batch, vocab)``; returns the tempered scores with ``-inf`` outside the nucleus."""
-        import torch
-
-        scores = scores / self.temperature
-        if self.top_p >= 1.0:
-            return scores
-        probs = scores.float().softmax(-1)
-        k = min(self.k, scores.shape[-1])
-        top, idx = probs.topk(k, dim=-1)  # descending
-        before = top.cumsum(-1) - top  # probability of the tokens ranked above each one
-        keep_top = before < self.top_p
-        keep_top[:, 0] = True
-        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, keep_top)
-        short = (top.sum(-1) < self.top_p).nonzero(as_tuple=True)[0]
-        for r in short.tolist():  # the nucleus is wider than k tokens: sort this row in full
-            p, order = probs[r].sort(descending=True)
-            row_keep = (p.cumsum(-1) - p) < self.top_p
-            row_keep[0] = True
-            keep[r] = torch.zeros_like(keep[r]).scatter_(0, order, row_keep)
-        return scores.masked_fill(~keep, float("-inf"))
+        return top_p_filter(scores / self.temperature, self.top_p, self.k)
 
 
 class StopOnTextOrWords:
