@@ -205,7 +205,6 @@ def main() -> None:
     seconds: dict[int, float] = {}
     cpu: dict[int, float] = {}
     outs = [work / f"run{i}" for i in range(len(trees))]
-    t0 = time.perf_counter()
     procs: dict[int, subprocess.Popen] = {}
     starts: dict[int, float] = {}
     order = list(range(len(trees)))

@@ -16,7 +16,6 @@ cross-validation over prefixes (Wilson 95% CIs, optimistic: pairs of one prefix 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

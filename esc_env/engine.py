@@ -13,12 +13,10 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from agents.backends.base import LLMBackend
 from agents.judges.base import check_judge, report
 from agents.dialogue import Turn, format_dialogue
 from agents.emotion import EmotionTracker, EmotionUpdate, intensity_from_level

@@ -303,7 +303,7 @@ def test_format_warmup_then_merge_keeps_the_policy_and_round_trips(tmp_path):
 def test_grpo_step_changes_policy_and_checkpoint_resumes(policy, tmp_path):
     import torch
 
-    from policies.rlff.grpo import GRPOConfig, RLFFTrainer, group_advantages
+    from policies.rlff.grpo import GRPOConfig, RLFFTrainer
     from policies.rlff.reward_model import FutureRewardModel, TrainConfig
 
     rm = FutureRewardModel("minilm", head="regression", hidden=16)

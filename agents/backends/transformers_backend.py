@@ -99,14 +99,9 @@ def _output_cache(res):
 
 
 class TemperatureTopP:
-    """Temperature, then nucleus (top-p) filtering, as a transformers logits processor.
-
-    The same filter as transformers' ``TopPLogitsWarper`` (keep the most likely tokens whose
-    probabilities before them sum to less than ``top_p``), without sorting the whole
-    vocabulary at every step: the ``k`` most likely tokens are taken with ``topk``, and
-    only a row whose ``k`` tokens hold less than ``top_p`` of the probability is sorted in
-    full.  On the embedded model's 49k-token vocabulary the full sort made a sampled decoding
-    step about 30% slower than a greedy one on CPU.
+    """Temperature, then nucleus (top-p) filtering, as a transformers logits processor
+    (:func:`agents.backends.row_sampling.top_p_filter`: transformers' ``TopPLogitsWarper`` rule
+    without a full-vocabulary sort at every step).
 
     Args:
         temperature: > 0; the scores are divided by it first.

@@ -11,7 +11,7 @@ transition function, shared by the env and the exact solver; the formulas are in
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 

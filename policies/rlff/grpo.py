@@ -496,8 +496,6 @@ class RLFFTrainer:
     def save_checkpoint(self) -> Path:
         """Adapter, optimizer moments, policy settings and the step; each file written atomically,
         ``state.json`` last (a checkpoint without it is incomplete and ignored)."""
-        import torch
-
         folder = self.checkpoint_dir
         self.policy.save(folder)
         names = {id(p): n for n, p in self.policy.model.named_parameters() if p.requires_grad}

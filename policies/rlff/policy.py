@@ -103,7 +103,7 @@ class RLFFPolicy:
     def __init__(self, base_model: str = EMBEDDED, config: PolicyConfig | None = None, *,
                  adapter_path: "str | Path | None" = None, device: str = "cpu", seed: int = 0, **overrides: Any) -> None:
         import torch
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = asdict(config) if config is not None else {}

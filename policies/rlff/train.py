@@ -18,7 +18,6 @@ when ``--compare-heads``), ``grpo/`` (TensorBoard ``grpo/tb``, ``metrics.jsonl``
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
