@@ -79,6 +79,7 @@ def _messages(trace_row: dict) -> list[dict]:
             for n in trace_row["nodes"]]
 
 
+@pytest.mark.server
 def test_eval_loop_runs_two_episodes(vf_run):
     episodes, rows = vf_run
     assert len(episodes) == 2 and len(rows) == 2
@@ -91,6 +92,7 @@ def test_eval_loop_runs_two_episodes(vf_run):
         assert trace["ok"] and not trace["errors"]
 
 
+@pytest.mark.server
 def test_turns_alternate_and_seeker_turns_are_not_sampled(vf_run):
     _, rows = vf_run
     for row in rows:
@@ -111,6 +113,7 @@ def test_turns_alternate_and_seeker_turns_are_not_sampled(vf_run):
         assert len(seeker_turns) == len(supporter_turns) + 1
 
 
+@pytest.mark.server
 def test_episode_ends_at_max_turns(vf_run):
     _, rows = vf_run
     for row in rows:
@@ -125,6 +128,7 @@ def test_episode_ends_at_max_turns(vf_run):
             assert metrics["esc_truncated"] == 1.0
 
 
+@pytest.mark.server
 def test_recorded_reward_equals_esc_env_return(vf_run, engine):
     """verifiers' recorded reward == the return of a fresh esc-env replay of the same supporter turns."""
     from esc_env.build import resolve_personas
