@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import os
+import re
 
 import pytest
 
@@ -68,10 +70,22 @@ def vf_run(llama_server, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("vf-eval")
     config = eval_config(llama_server.base_url, MODEL_ALIAS, num_tasks=2, max_turns=MAX_TURNS,
                          max_tokens=32, output_dir=out)
-    episodes = asyncio.run(run_eval(config))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    env_logger = logging.getLogger("esc_env.integrations.verifiers_env")
+    env_logger.addHandler(handler)
+    old_level = env_logger.level
+    env_logger.setLevel(logging.INFO)
+    try:
+        episodes = asyncio.run(run_eval(config))
+    finally:
+        env_logger.removeHandler(handler)
+        env_logger.setLevel(old_level)
     (traces_file,) = out.glob("*/traces.jsonl")
     rows = [json.loads(line) for line in traces_file.read_text().splitlines() if line.strip()]
-    return episodes, rows
+    engine_log = [r.getMessage() for r in records if r.getMessage().startswith("esc-env engine:")]
+    return episodes, rows, engine_log
 
 
 def _messages(trace_row: dict) -> list[dict]:
@@ -81,7 +95,7 @@ def _messages(trace_row: dict) -> list[dict]:
 
 @pytest.mark.server
 def test_eval_loop_runs_two_episodes(vf_run):
-    episodes, rows = vf_run
+    episodes, rows, _ = vf_run
     assert len(episodes) == 2 and len(rows) == 2
     assert {r["task"]["data"]["persona_id"] for r in rows} == {"builtin/job-loss-01", "builtin/job-mistake-02"}
     for row in rows:
@@ -93,8 +107,21 @@ def test_eval_loop_runs_two_episodes(vf_run):
 
 
 @pytest.mark.server
+def test_one_engine_serves_both_episodes(vf_run):
+    """Both episodes went through the env's one engine: its log counts their starts and steps."""
+    _, rows, engine_log = vf_run
+    (line,) = engine_log
+    m = re.fullmatch(r"esc-env engine: (\d+) start call\(s\) for (\d+) episode\(s\), (\d+) transition call\(s\) for (\d+) step\(s\)", line)
+    assert m, line
+    start_calls, episodes, step_calls, steps = map(int, m.groups())
+    assert episodes == 2 and 1 <= start_calls <= 2
+    assert steps == sum(len(r["traces"][0]["info"]["esc_env"]["rewards"]) for r in rows)
+    assert 1 <= step_calls <= steps
+
+
+@pytest.mark.server
 def test_turns_alternate_and_seeker_turns_are_not_sampled(vf_run):
-    _, rows = vf_run
+    _, rows, _ = vf_run
     for row in rows:
         (trace,) = row["traces"]
         msgs = _messages(trace)
@@ -115,7 +142,7 @@ def test_turns_alternate_and_seeker_turns_are_not_sampled(vf_run):
 
 @pytest.mark.server
 def test_episode_ends_at_max_turns(vf_run):
-    _, rows = vf_run
+    _, rows, _ = vf_run
     for row in rows:
         (trace,) = row["traces"]
         record, metrics = trace["info"]["esc_env"], trace["metrics"]
@@ -134,7 +161,7 @@ def test_recorded_reward_equals_esc_env_return(vf_run, engine):
     from esc_env.build import resolve_personas
     from esc_env.state import EpisodeState, find_persona
 
-    _, rows = vf_run
+    _, rows, _ = vf_run
     bank = resolve_personas("builtin")
     for row in rows:
         (trace,) = row["traces"]

@@ -38,6 +38,7 @@ Example (the verifiers eval loop, in-process, against any OpenAI-compatible serv
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ from ..core import Transition
 from ..engine import DialogueEngine
 from ..spaces import MAX_UTTERANCE_CHARS
 from ..state import EpisodeState, UnknownPersonaError, find_persona
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "PLUGIN_ID",
@@ -396,6 +399,11 @@ class ESCVerifiersEnv(vf.Env[ESCEnvConfig]):
         self.batcher = EngineBatcher(self.engine, wait_s=c.batch_wait_s)
 
     async def stop(self) -> None:
+        sizes = self.batcher.batch_sizes
+        if sizes:
+            steps = [n for kind, n in sizes if kind == "step"]
+            logger.info("esc-env engine: %d start call(s) for %d episode(s), %d transition call(s) for %d step(s)",
+                        len(sizes) - len(steps), sum(n for kind, n in sizes if kind == "start"), len(steps), sum(steps))
         await self.batcher.close()
 
     async def run(self, task: ESCTask, agents) -> None:
@@ -447,6 +455,7 @@ def eval_config(
     api_key_var: str = "OPENAI_API_KEY",
     output_dir: str | Path = "outputs",
     env: dict[str, Any] | None = None,
+    client: dict[str, Any] | None = None,
     max_concurrent: int | None = 32,
 ) -> "Any":
     """A verifiers ``EvalConfig`` for esc-env episodes against an OpenAI-compatible server.
@@ -468,6 +477,8 @@ def eval_config(
         api_key_var: environment variable holding the server's API key (``"EMPTY"`` if unset).
         output_dir: where verifiers writes the run.
         env: more :class:`ESCEnvConfig` fields (e.g. ``{"judges": ["affect", "rubric"]}``).
+        client: more verifiers client fields, e.g. ``{"type": "train", "renderer_model_name": ...}``
+            for token ids and logprobs from a vLLM ``/inference/v1/generate`` server (prime-rl's).
         max_concurrent: episodes in flight.
 
     Raises:
@@ -480,12 +491,23 @@ def eval_config(
     env_cfg = {"taskset": taskset, "max_turns": max_turns, "backend": backend, **(env or {})}
     select = {"limit": num_tasks} if num_tasks is not None else {}
     return EvalConfig.model_validate({
-        "env": env_cfg, "model": model, "client": {"type": "eval", "base_url": base_url, "api_key_var": api_key_var},
+        "env": env_cfg, "model": model,
+        "client": {"type": "eval", "base_url": base_url, "api_key_var": api_key_var, **(client or {})},
         "sampling": sampling, "select": select, "num_rollouts": rollouts_per_task, "max_concurrent": max_concurrent,
         "rich": None, "push": False, "output_dir": str(output_dir),
     })
 
 
-# verifiers resolves plugins by top-level module name (`--env.taskset.id esc-env-verifiers`
-# imports `esc_env_verifiers`); this module is that plugin once imported.
-sys.modules.setdefault(_PLUGIN_MODULE, sys.modules[__name__])
+if __name__ == "__main__":
+    # `python -m esc_env.integrations.verifiers_env esc-env-verifiers [vf-eval options]`: verifiers'
+    # own eval CLI, with this environment registered (the module proper, not this __main__ copy)
+    import importlib
+
+    importlib.import_module("esc_env.integrations.verifiers_env")
+    from verifiers.v1.cli.eval.main import main as _vf_eval
+
+    _vf_eval()
+else:
+    # verifiers resolves plugins by top-level module name (`--env.taskset.id esc-env-verifiers`
+    # imports `esc_env_verifiers`); this module is that plugin once imported.
+    sys.modules.setdefault(_PLUGIN_MODULE, sys.modules[__name__])
