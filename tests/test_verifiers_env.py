@@ -247,3 +247,27 @@ def test_bad_options_name_the_field():
     config = eval_config("http://127.0.0.1:9/v1", "m", env={"judges": ["affect", "bogus"]})
     with pytest.raises(ValueError, match=r"env\.\*.*bogus"):
         load_environment(config.env)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_vf_eval_cli_runs_the_env(llama_server, tmp_path):  # noqa: F811
+    """``python -m esc_env.integrations.verifiers_env`` is verifiers' own ``vf-eval`` CLI with the env registered."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "esc_env.integrations.verifiers_env", PLUGIN_ID, "--model", MODEL_ALIAS,
+           "--client.base-url", llama_server.base_url, "-n", "1", "--env.max-turns", "1",
+           "--env.taskset.persona-ids", '["builtin/sleep-01"]', "--sampling.max-tokens", "24",
+           "--no-push", "--no-rich", "-o", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (traces_file,) = tmp_path.glob("*/traces.jsonl")
+    (row,) = [json.loads(line) for line in traces_file.read_text().splitlines() if line.strip()]
+    (trace,) = row["traces"]
+    record = trace["info"]["esc_env"]
+    assert row["ok"] and record["persona_id"] == "builtin/sleep-01" and len(record["rewards"]) == 1
+    assert trace["rewards"]["episode_return"]["score"] == pytest.approx(record["rewards"][0], abs=1e-12)

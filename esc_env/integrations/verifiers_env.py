@@ -94,7 +94,11 @@ SUPPORTER_PROMPT = (
     "only: one to three short sentences, in plain text."
 )
 
-#: the keys of ``trace.info["esc_env"]``, the episode record the env leaves on the supporter's trace
+#: the key of the episode record the env leaves in the supporter's ``trace.info``: ``persona_id``,
+#: ``seed``, ``rewards`` (one per supporter turn), ``term_returns`` (reward term -> sum),
+#: ``intensities``, ``success``, ``gave_up``, ``truncated``, ``ended_by`` (``"terminated"``,
+#: ``"truncated"`` or ``"supporter_limit"``), ``clipped`` (replies cut to the action space's
+#: 1000 characters) and ``turns`` (the whole dialogue, the seeker's last reply included)
 EPISODE_INFO_KEY = "esc_env"
 
 
@@ -215,7 +219,11 @@ class ESCChatHarness(vf.Harness[ESCChatHarnessConfig]):
     EXECUTES_CODE = False
     NEEDS_CONTAINER = False
 
-    async def launch(self, ctx, trace, runtime, endpoint, secret, mcp_urls, data, tool_interception_url=None):
+    async def launch(self, ctx, trace, runtime, endpoint: str, secret: str, mcp_urls: dict[str, str],
+                     data: vf.TaskData, tool_interception_url: str | None = None) -> vf.ProgramResult:
+        """One chat completion of ``data``'s conversation through ``endpoint``; the reply lands
+        on ``trace`` through the interception server.  A transport failure or a non-200 answer
+        is a non-zero exit (verifiers raises ``InterceptionError`` / ``HarnessError``)."""
         system, prompt = self.resolve_prompt(data)
         messages: list[dict] = [{"role": "system", "content": system}] if system else []
         if isinstance(prompt, str):
@@ -375,7 +383,9 @@ class ESCVerifiersEnv(vf.Env[ESCEnvConfig]):
     the end flags.  The episode ends when the engine terminates or truncates it (or the
     supporter's own verifiers limits end its run first).  The episode record (step rewards,
     reward terms, the whole dialogue, end flags) goes to ``trace.info["esc_env"]`` before the
-    supporter's run closes, so the task's scoring (:class:`ESCTask`) reads it.
+    supporter's run closes, so the task's scoring (:class:`ESCTask`) reads it.  A reply longer
+    than ``ESCText-v0``'s 1000 characters is cut there (counted in the record's ``clipped``);
+    an empty reply is not an action, so it fails the episode with the engine's ``ValueError``.
 
     Raises (at construction, before any rollout):
         ValueError / TypeError: a bad engine option (the message names it), or a bad taskset
@@ -412,7 +422,7 @@ class ESCVerifiersEnv(vf.Env[ESCEnvConfig]):
         record: dict[str, Any] = {
             "persona_id": persona.id, "seed": int(task.data.seed), "rewards": [], "term_returns": {},
             "intensities": list(state.intensities), "success": False, "gave_up": False,
-            "truncated": False, "ended_by": None, "turns": [{"speaker": "seeker", "text": state.turns[-1].text}],
+            "truncated": False, "ended_by": None, "clipped": 0, "turns": [{"speaker": "seeker", "text": state.turns[-1].text}],
         }
         async with agents.supporter.interaction(task) as chat:
             seeker_text = state.turns[-1].text
@@ -421,7 +431,10 @@ class ESCVerifiersEnv(vf.Env[ESCEnvConfig]):
                 if segment.terminated:  # a verifiers limit (max_turns, tokens) ended the supporter's run
                     record["ended_by"] = "supporter_limit"
                     break
-                utterance = segment.last_reply.strip()[:MAX_UTTERANCE_CHARS]
+                utterance = segment.last_reply.strip()
+                if len(utterance) > MAX_UTTERANCE_CHARS:  # ESCText-v0's action space caps utterances
+                    utterance = utterance[:MAX_UTTERANCE_CHARS].rstrip()
+                    record["clipped"] += 1
                 t = await self.batcher.step(state, utterance)
                 state = EpisodeState.from_dict(t.state)
                 record["rewards"].append(float(t.reward))
