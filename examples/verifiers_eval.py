@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import time
 
 
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> None:
         api_key_var=args.api_key_var, output_dir=args.output_dir, env={"judges": args.judges},
         max_concurrent=args.max_concurrent,
     )
+    # the env logs how many batched engine calls served the episodes
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    env_logger = logging.getLogger("esc_env.integrations.verifiers_env")
+    env_logger.addHandler(handler)
+    env_logger.setLevel(logging.INFO)
     t0 = time.perf_counter()
     episodes = asyncio.run(run_eval(config))
     wall = time.perf_counter() - t0

@@ -28,11 +28,17 @@ registers):
 
 Example (the verifiers eval loop, in-process, against any OpenAI-compatible server)::
 
+    >>> import asyncio
     >>> from esc_env.integrations.verifiers_env import eval_config
     >>> from verifiers.v1.cli.eval.runner import run_eval
     >>> config = eval_config("http://127.0.0.1:8000/v1", "my-model", num_tasks=2, max_turns=2)
     >>> episodes = asyncio.run(run_eval(config))
     >>> [ep.traces[0].reward for ep in episodes]
+
+or verifiers' own CLI with the env registered::
+
+    python -m esc_env.integrations.verifiers_env esc-env-verifiers --model my-model \\
+        --client.base-url http://127.0.0.1:8000/v1 -n 2 --env.max-turns 2 --no-push --no-rich
 """
 
 from __future__ import annotations
