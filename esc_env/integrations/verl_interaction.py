@@ -339,6 +339,11 @@ class _ESCInteraction:
         (one entry per engine call; at most the last 10,000 of each)."""
         return {k: list(v) for k, v in self._hub.batch_sizes.items()}
 
+    @property
+    def instance_ids(self) -> list[str]:
+        """The ids of this object's episodes (running or ended, not yet finalized)."""
+        return list(self._episodes)
+
     def _episode(self, instance_id: Any) -> _Episode:
         ep = self._episodes.get(instance_id)
         if ep is None:

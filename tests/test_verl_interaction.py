@@ -1,0 +1,397 @@
+"""esc-env as a verl 0.7.1 interaction: verl's registry, its async API, its tool agent loop,
+its dataset class and its reward hook, with the embedded model.
+
+Run in the verl venv (``.venv-verl``); skipped where verl is not importable, unless
+``ESC_ENV_REQUIRE_VERL=1``, which makes a missing verl a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.verl
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "verl"
+REQUIRE = os.environ.get("ESC_ENV_REQUIRE_VERL") == "1"
+
+
+def _need(module: str):
+    try:
+        return importlib.import_module(module)
+    except Exception as e:  # ImportError, or a broken dependency (pyarrow built for another numpy)
+        if REQUIRE:
+            pytest.fail(f"ESC_ENV_REQUIRE_VERL=1 but {module} does not import: {e!r}")
+        pytest.skip(f"{module} does not import here ({e!r}); install esc-env[verl] (verl==0.7.1)", allow_module_level=True)
+
+
+_need("verl.interactions.base")
+from verl.interactions.base import BaseInteraction  # noqa: E402
+from verl.interactions.utils.interaction_registry import initialize_interactions_from_config  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from esc_env.core import EpisodeOverError  # noqa: E402
+from esc_env.integrations import verl_interaction as vi  # noqa: E402
+from esc_env.state import UnknownPersonaError  # noqa: E402
+
+P1, P2 = "builtin/job-loss-01", "builtin/breakup-01"
+SUPPORT = ["That sounds really hard. What worries you most right now?",
+           "You are carrying a lot. Who could you talk to this week?"]
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def _config(path: Path = EXAMPLES / "esc_interaction.yaml") -> dict:
+    """The first interaction's config in a YAML, with its name."""
+    doc = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return {**doc["interaction"][0]["config"], "name": doc["interaction"][0]["name"]}
+
+
+@pytest.fixture(scope="module")
+def yaml_path(tmp_path_factory) -> Path:
+    """The shipped YAML with a tiny episode: 2 turns, short greedy seeker replies."""
+    doc = OmegaConf.load(EXAMPLES / "esc_interaction.yaml")
+    cfg = doc.interaction[0].config
+    cfg.max_turns = 2
+    cfg.seeker_params = {"max_new_tokens": 12, "temperature": 0.0}
+    cfg.batch_wait_s = 0.2  # concurrent test requests always meet in one batch
+    path = tmp_path_factory.mktemp("verl") / "esc_interaction.yaml"
+    OmegaConf.save(doc, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def interaction(yaml_path):
+    return initialize_interactions_from_config(str(yaml_path))["esc"]
+
+
+def _count_calls(monkeypatch, obj, name: str) -> list:
+    """Record every call of the real ``obj.name`` (it still runs)."""
+    calls, real = [], getattr(obj, name)
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[0]) if args else None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, counted)
+    return calls
+
+
+# ---- verl's registry and base class --------------------------------------------------------
+def test_registry_builds_a_verl_interaction_from_the_shipped_yaml():
+    interactions = initialize_interactions_from_config(str(EXAMPLES / "esc_interaction.yaml"))
+    assert list(interactions) == ["esc"]
+    it = interactions["esc"]
+    assert isinstance(it, BaseInteraction)
+    assert type(it).__name__ == "ESCInteraction" and type(it).__module__ == "esc_env.integrations.verl_interaction"
+    assert it.name == "esc"
+    assert it.engine.action_mode == "text"
+    assert it.engine.max_turns == _config()["max_turns"]
+    assert {"builtin/job-loss-01", "builtin/breakup-01"} <= {p.id for p in it.personas}
+
+
+def test_interactions_with_one_config_share_one_engine(yaml_path, interaction):
+    again = initialize_interactions_from_config(str(yaml_path))["esc"]  # verl makes one per trajectory
+    assert again is not interaction and again.engine is interaction.engine
+    assert again.instance_ids == [] or set(again.instance_ids).isdisjoint(interaction.instance_ids)
+
+
+# ---- one episode through the async API -----------------------------------------------------
+def test_episode_rewards_are_the_envs_and_the_score_is_their_sum(interaction):
+    async def play():
+        iid = await interaction.start_interaction("ep-1", name="esc", persona_id=P1, seed=3)
+        assert iid == "ep-1"
+        st = interaction.episode_state(iid)
+        assert st.persona.id == P1 and st.seed == 3 and len(st.turns) == 1
+        messages = [{"role": "system", "content": "be kind"}, {"role": "user", "content": st.turns[0].text}]
+        before, steps = [], []
+        for text in SUPPORT:
+            before.append(interaction.episode_state(iid))
+            messages.append({"role": "assistant", "content": text})
+            out = await interaction.generate_response(iid, messages, name="esc", persona_id=P1, seed=3)
+            steps.append(out)
+            messages.append({"role": "user", "content": out[1]})
+        return iid, before, steps, await interaction.calculate_score(iid)
+
+    iid, before, steps, score = _run(play())
+    (done1, reply1, r1, x1), (done2, reply2, r2, x2) = steps
+    assert done1 is False and not x1["terminated"] and not x1["truncated"]  # greedy: no early end on turn 1
+    assert done2 is True and x2["truncated"] and x2["turn"] == 2  # max_turns = 2
+    final = interaction.episode_state(iid)
+    assert [t.text for t in final.turns if t.speaker == "supporter"] == SUPPORT
+    assert [t.text for t in final.turns if t.speaker == "seeker"][1:] == [reply1, reply2]
+    assert final.rewards == [r1, r2]
+    # each reward is the env's formula on the judged intensities: (I_{t-1} - I_t) / 4 + relief - giving up
+    for t, (r, x) in enumerate([(r1, x1), (r2, x2)]):
+        i0, i1 = final.intensities[t], final.intensities[t + 1]
+        assert x["intensity"] == {"before": i0, "after": i1}
+        assert x["reward_terms"]["improvement"] == pytest.approx((i0 - i1) / 4)
+        assert r == pytest.approx(sum(x["reward_terms"].values()))
+        assert r == pytest.approx((i0 - i1) / 4 + x["success"] - x["gave_up"])
+    assert x2["episode_return"] == pytest.approx(r1 + r2)
+    assert score == pytest.approx(r1 + r2)
+    # the same (state, utterance) through the engine alone gives the same turn
+    for st, text, r, reply in zip(before, SUPPORT, [r1, r2], [reply1, reply2]):
+        t = interaction.engine.transition([st], [text])[0]
+        assert t.reward == pytest.approx(r, abs=1e-9) and t.info["seeker_utterance"] == reply
+    with pytest.raises(EpisodeOverError, match="ep-1"):
+        _run(interaction.generate_response(iid, [{"role": "user", "content": final.turns[0].text},
+                                                 {"role": "assistant", "content": "more"}]))
+    _run(interaction.finalize_interaction(iid))
+    assert iid not in interaction.instance_ids
+    with pytest.raises(vi.UnknownInstanceError, match="ep-1"):
+        _run(interaction.calculate_score(iid))
+
+
+def test_concurrent_instances_keep_their_own_state_and_share_one_seeker_call(interaction, monkeypatch):
+    replies = _count_calls(monkeypatch, interaction.engine.seeker, "reply")
+    opens = _count_calls(monkeypatch, interaction.engine, "states_from_dialogues")
+    texts = {"a": ["I hear how scared you are about money.", "What would help most tonight?"],
+             "b": ["Six years is a long time; of course it hurts.", "Is there a friend you could stay with?"]}
+    personas = {"a": P1, "b": P2}
+    n_before = {k: len(v) for k, v in interaction.batch_sizes.items()}
+
+    async def play():
+        from esc_env.state import find_persona
+
+        openings = {k: find_persona(interaction.personas, p).opening for k, p in personas.items()}
+        await asyncio.gather(*[interaction.start_interaction(k, name="esc", persona_id=p, seed=1, opening=openings[k])
+                               for k, p in personas.items()])
+        chats = {k: [{"role": "user", "content": openings[k]}] for k in personas}
+        outs = {k: [] for k in personas}
+        for turn in range(2):
+            for k in personas:
+                chats[k].append({"role": "assistant", "content": texts[k][turn]})
+            results = await asyncio.gather(*[interaction.generate_response(k, chats[k]) for k in personas])
+            for k, out in zip(personas, results):
+                outs[k].append(out)
+                chats[k].append({"role": "user", "content": out[1]})
+        return outs
+
+    outs = _run(play())
+    for k, pid in personas.items():
+        st = interaction.episode_state(k)
+        assert st.persona.id == pid
+        assert [t.text for t in st.turns if t.speaker == "supporter"] == texts[k]
+        assert [t.text for t in st.turns if t.speaker == "seeker"][1:] == [o[1] for o in outs[k]]
+        assert st.rewards == [o[2] for o in outs[k]]
+        assert outs[k][-1][0] is True
+    assert replies == [2, 2]  # one seeker call per turn for both conversations
+    assert opens == [2]  # both openings judged in one call
+    sizes = interaction.batch_sizes
+    assert sizes["start"][n_before["start"]:] == [2] and sizes["step"][n_before["step"]:] == [2, 2]
+    for k in personas:
+        _run(interaction.finalize_interaction(k))
+
+
+# ---- bad input ------------------------------------------------------------------------------
+def test_bad_start_arguments_name_the_field(interaction):
+    with pytest.raises(UnknownPersonaError, match=r"interaction_kwargs\['persona_id'\].*builtin/nobody"):
+        _run(interaction.start_interaction("x", persona_id="builtin/nobody", seed=0))
+    with pytest.raises(ValueError, match=r"interaction_kwargs\['persona_id'\] is missing"):
+        _run(interaction.start_interaction("x", seed=0))
+    with pytest.raises(ValueError, match=r"interaction_kwargs\['seed'\] is missing"):
+        _run(interaction.start_interaction("x", persona_id=P1))
+    with pytest.raises(ValueError, match=r"interaction_kwargs\['seed'\] must be a non-negative int, got -1"):
+        _run(interaction.start_interaction("x", persona_id=P1, seed=-1))
+    with pytest.raises(ValueError, match=r"unknown interaction_kwargs \['persona'\]"):
+        _run(interaction.start_interaction("x", persona=P1, persona_id=P1, seed=0))
+    with pytest.raises(ValueError, match=r"interaction_kwargs\['name'\]='other'"):
+        _run(interaction.start_interaction("x", name="other", persona_id=P1, seed=0))
+    with pytest.raises(ValueError, match=r"interaction_kwargs\['opening'\]"):
+        _run(interaction.start_interaction("x", persona_id=P1, seed=0, opening="  "))
+    assert "x" not in interaction.instance_ids
+
+
+def test_bad_turns_name_the_field_before_any_llm_call(interaction, monkeypatch):
+    with pytest.raises(vi.UnknownInstanceError, match="'nope'.*start_interaction"):
+        _run(interaction.generate_response("nope", [{"role": "assistant", "content": "hi"}]))
+    opening = "I can't sleep since the exam results came out."
+    _run(interaction.start_interaction("bad", persona_id=P1, seed=0, opening=opening))
+    calls = _count_calls(monkeypatch, interaction.engine, "transition")
+    user = {"role": "user", "content": opening}
+    for messages, pattern in [
+        ([user, {"role": "assistant", "content": "   "}], r"messages\[-1\]\['content'\] is empty"),
+        ([user, {"role": "assistant", "content": None}], r"messages\[-1\]\['content'\] must be the supporter's text"),
+        ([user], r"messages\[-1\]\['role'\] must be 'assistant'.*'user'"),
+        ([], r"messages must be a non-empty list"),
+        ([{"role": "user", "content": "something else"}, {"role": "assistant", "content": "hi"}],
+         r"first user message 'something else' is not the episode's opening"),
+    ]:
+        with pytest.raises(ValueError, match=pattern):
+            _run(interaction.generate_response("bad", messages))
+    assert calls == []
+    with pytest.raises(ValueError, match="already running"):
+        _run(interaction.start_interaction("bad", persona_id=P1, seed=0, opening=opening))
+    _run(interaction.finalize_interaction("bad"))
+    with pytest.raises(vi.UnknownInstanceError, match="'bad'"):
+        _run(interaction.finalize_interaction("bad"))
+
+
+def test_bad_config_names_the_key():
+    cls = vi.ESCInteraction
+    with pytest.raises(ValueError, match=r"unknown interaction config key\(s\) \['max_turn'\]"):
+        cls({"name": "esc", "max_turn": 2})
+    with pytest.raises(ValueError, match=r"config\['overlong'\] must be 'truncate' or 'error'"):
+        cls({"name": "esc", "overlong": "drop"})
+    with pytest.raises(ValueError, match=r"config\['max_batch'\] must be a positive int, got 0"):
+        cls({"name": "esc", "max_batch": 0})
+    with pytest.raises(ValueError, match=r"config\['batch_wait_s'\]"):
+        cls({"name": "esc", "batch_wait_s": -1})
+
+
+# ---- the dataset rows through verl's RLHFDataset --------------------------------------------
+def _rl_dataset(path: Path, tokenizer, cache: Path):
+    mod = _need("verl.utils.dataset.rl_dataset")
+    cfg = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 512, "filter_overlong_prompts": True,
+                            "return_raw_chat": True, "cache_dir": str(cache), "filter_overlong_prompts_workers": 1})
+    return mod.RLHFDataset(str(path), tokenizer, cfg)
+
+
+def _prepare_module():
+    spec = importlib.util.spec_from_file_location("esc_verl_prepare_data", EXAMPLES / "prepare_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_prepared_parquet_reads_back_through_rlhf_dataset(yaml_path, interaction, tmp_path):
+    prep = _prepare_module()
+    paths = prep.main(["--config", str(yaml_path), "--out-dir", str(tmp_path), "--seeds", "0", "5",
+                       "--persona-ids", P1, P2, "builtin/job-mistake-02", "--val-personas", "1"])
+    assert set(paths) == {"train", "val"}
+    ds = _rl_dataset(paths["train"], interaction.engine.seeker.backend.tokenizer, tmp_path / "cache")
+    assert len(ds) == 4  # 2 personas x 2 seeds
+    seen = []
+    for i in range(len(ds)):
+        row = ds[i]
+        kw = row["extra_info"]["interaction_kwargs"]
+        assert row["interaction_kwargs"] == kw  # what the agent loop hands to start_interaction
+        assert row["agent_name"] == "tool_agent" and row["data_source"] == "esc_env"
+        assert row["reward_model"]["ground_truth"] == ""
+        assert [m["role"] for m in row["raw_prompt"]] == ["system", "user"]
+        assert row["raw_prompt"][0]["content"] == vi.DEFAULT_SYSTEM_PROMPT
+        assert set(kw) == {"name", "persona_id", "seed", "opening"} and kw["name"] == "esc"
+        assert row["raw_prompt"][1]["content"] == kw["opening"]
+        seen.append((kw["persona_id"], kw["seed"]))
+    assert sorted(seen) == sorted((p, s) for p in (P1, P2) for s in (0, 5))
+    val = _rl_dataset(paths["val"], interaction.engine.seeker.backend.tokenizer, tmp_path / "cache")
+    assert [val[i]["interaction_kwargs"]["persona_id"] for i in range(len(val))] == ["builtin/job-mistake-02"] * 2
+
+    # the episode verl starts from a row opens with the row's prompt, with or without `opening`
+    row = ds[0]
+    kw = dict(row["interaction_kwargs"])
+    _run(interaction.start_interaction("from-row", **kw))
+    kw.pop("opening")
+    _run(interaction.start_interaction("reopened", **kw))
+    for iid in ("from-row", "reopened"):
+        assert interaction.episode_state(iid).turns[0].text == row["raw_prompt"][1]["content"]
+        _run(interaction.finalize_interaction(iid))
+
+
+def test_llm_written_openings_match_between_rows_and_episodes(interaction):
+    """A persona without a written opening: the seeker writes it, the same for the row and the episode."""
+    from esc_env.state import find_persona
+
+    persona = dataclasses.replace(find_persona(interaction.personas, P1), id="test/no-opening", opening=None)
+    config = {"name": "esc", "personas": [persona], "max_turns": 2,
+              "seeker_params": {"max_new_tokens": 12, "temperature": 0.0}}
+    rows = vi.dataset_rows(config, seeds=[7])
+    assert len(rows) == 1
+    kw = rows[0]["extra_info"]["interaction_kwargs"]
+    assert kw["persona_id"] == "test/no-opening" and kw["opening"] == rows[0]["prompt"][-1]["content"]
+    it = vi.ESCInteraction(config)
+    kw = {k: v for k, v in kw.items() if k != "opening"}  # the seeker opens again, with the row's seed
+    _run(it.start_interaction("fresh", **kw))
+    assert it.episode_state("fresh").turns[0].text == rows[0]["prompt"][-1]["content"]
+
+
+# ---- the reward hook ------------------------------------------------------------------------
+def test_reward_file_loads_through_verls_custom_reward_function():
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    cfg = OmegaConf.create({"reward": {"custom_reward_function": {"path": str(EXAMPLES / "esc_reward.py"),
+                                                                  "name": "compute_score"}}})
+    fn = get_custom_reward_fn(cfg)
+    assert fn(data_source="esc_env", solution_str="...", ground_truth="",
+              extra_info={"turn_scores": [0.25, -0.125, 1.0]}) == pytest.approx(1.125)
+    assert fn(data_source="esc_env", solution_str="", ground_truth="", extra_info={"turn_scores": []}) == 0.0
+    with pytest.raises(ValueError, match=r"extra_info\['turn_scores'\] is missing"):
+        fn(data_source="esc_env", solution_str="", ground_truth="", extra_info={})
+
+
+# ---- verl's own tool agent loop -------------------------------------------------------------
+class _LocalPolicyServer:
+    """The policy for verl's agent loop: greedy generation with a local transformers model, in
+    place of verl's vLLM/SGLang server (which needs a GPU); same ``generate`` signature."""
+
+    def __init__(self, model, tokenizer, max_new_tokens: int = 20):
+        self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, video_data=None):
+        import torch
+        from verl.workers.rollout.replica import TokenOutput
+
+        with torch.no_grad():
+            out = self.model.generate(torch.tensor([prompt_ids], device=self.model.device), do_sample=False,
+                                      max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        new = out[0, len(prompt_ids):].tolist()
+        eos = self.tokenizer.eos_token_id
+        if eos in new:
+            new = new[: new.index(eos) + 1]
+        return TokenOutput(token_ids=new, log_probs=[0.0] * len(new), stop_reason="completed")
+
+
+@pytest.mark.slow
+def test_verls_tool_agent_loop_plays_a_whole_episode(yaml_path, interaction, tmp_path):
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
+
+    rl_dataset = _need("verl.utils.dataset.rl_dataset")
+    backend = interaction.engine.seeker.backend
+    rows = vi.dataset_rows(_config(yaml_path), [P2], [0])
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(tmp_path / "rows.parquet")
+    row = _rl_dataset(tmp_path / "rows.parquet", backend.tokenizer, tmp_path / "cache")[0]
+    cfg = OmegaConf.create({
+        "actor_rollout_ref": {"model": {}, "rollout": {
+            "prompt_length": 512, "response_length": 1024,
+            "multi_turn": {"enable": True, "interaction_config_path": str(yaml_path), "max_user_turns": 2,
+                           "max_assistant_turns": 3, "max_parallel_calls": 1, "max_tool_response_length": 256,
+                           "tool_response_truncate_side": "middle", "tool_config_path": None, "format": "hermes"}}},
+        "data": {}})
+
+    async def rollout():  # the agent loop keeps the event loop it was made on
+        loop = ToolAgentLoop(trainer_config=DictConfigWrap(cfg), server_manager=_LocalPolicyServer(backend.model, backend.tokenizer),
+                             tokenizer=backend.tokenizer, processor=None, dataset_cls=rl_dataset.RLHFDataset,
+                             data_config=DictConfigWrap(cfg.data))
+        return loop.interaction_map["esc"], await loop.run({"temperature": 0.0}, **row)
+
+    it, out = _run(rollout())
+    assert isinstance(it, vi.ESCInteraction) and it.engine is interaction.engine
+    (iid,) = it.instance_ids
+    st = it.episode_state(iid)
+    assert st.persona.id == P2 and st.turns[0].text == row["raw_prompt"][1]["content"]
+    assert st.done and st.truncated and len(st.rewards) == 2
+    assert out.extra_fields["turn_scores"] == st.rewards
+    assert vi.compute_score("esc_env", "", "", extra_info=out.extra_fields) == pytest.approx(sum(st.rewards))
+    ids, mask = out.response_ids, out.response_mask
+    assert len(ids) == len(mask) and set(mask) == {0, 1}
+    policy = backend.tokenizer.decode([t for t, m in zip(ids, mask) if m == 1], skip_special_tokens=True)
+    seeker = backend.tokenizer.decode([t for t, m in zip(ids, mask) if m == 0], skip_special_tokens=True)
+    supporter_turns = [t.text for t in st.turns if t.speaker == "supporter"]
+    seeker_turns = [t.text for t in st.turns if t.speaker == "seeker"][1:]
+    assert len(supporter_turns) == 2 and len(seeker_turns) == 2
+    for text in supporter_turns:  # the policy's tokens are trained (mask 1) ...
+        assert text in policy
+    for text in seeker_turns:  # ... the seeker's replies are not (mask 0)
+        assert text in seeker and text not in policy
