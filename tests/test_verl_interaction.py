@@ -352,6 +352,7 @@ class _LocalPolicyServer:
 
 @pytest.mark.slow
 def test_verls_tool_agent_loop_plays_a_whole_episode(yaml_path, interaction, tmp_path):
+    _need("verl.experimental.agent_loop.tool_agent_loop")  # verl 0.7.1 imports cachetools without declaring it
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap
     from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 
@@ -395,3 +396,48 @@ def test_verls_tool_agent_loop_plays_a_whole_episode(yaml_path, interaction, tmp
         assert text in policy
     for text in seeker_turns:  # ... the seeker's replies are not (mask 0)
         assert text in seeker and text not in policy
+
+
+# ---- the micro-batcher and the lazy import (no model) ---------------------------------------
+def test_micro_batcher_gathers_splits_and_reports_errors_per_batch():
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = []
+
+    def run_batch(items):
+        calls.append(list(items))
+        if "boom" in items:
+            raise RuntimeError("engine failed")
+        return [x * 10 for x in items]
+
+    sizes: deque = deque()
+    with ThreadPoolExecutor(1) as pool:
+        mb = vi._MicroBatcher(run_batch, pool, wait_s=0.2, max_batch=2, sizes=sizes)
+
+        async def main():
+            ok = await asyncio.gather(*[mb.submit(i) for i in range(5)])
+            bad = await asyncio.gather(mb.submit("boom"), mb.submit(7), return_exceptions=True)
+            after = await mb.submit(4)
+            return ok, bad, after
+
+        ok, bad, after = _run(main())
+    assert ok == [0, 10, 20, 30, 40]
+    assert calls[:3] == [[0, 1], [2, 3], [4]]  # max_batch=2: the first two went at once, the rest after
+    assert [type(e) for e in bad] == [RuntimeError, RuntimeError]  # the whole batch sees the engine's error
+    assert calls[3] == ["boom", 7] and after == 40 and calls[4] == [4]  # and the batcher goes on
+    assert list(sizes) == [2, 2, 1, 2, 1]
+
+
+def test_module_imports_without_verl_and_says_what_to_install():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['verl'] = None\n"
+            "import esc_env.integrations.verl_interaction as m\n"
+            "assert not m.verl_available()\n"
+            "try:\n    m.ESCInteraction\nexcept ImportError as e:\n    print(e)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ESCInteraction needs verl's verl.interactions" in out.stdout and 'pip install "esc-env[verl]"' in out.stdout
