@@ -441,3 +441,27 @@ def test_module_imports_without_verl_and_says_what_to_install():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "ESCInteraction needs verl's verl.interactions" in out.stdout and 'pip install "esc-env[verl]"' in out.stdout
+
+
+@pytest.mark.slow
+def test_run_script_composes_with_verls_trainer_config(tmp_path):
+    """The GPU run script is not run here; its overrides are checked against verl's Hydra schema."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    env = {**os.environ, "VERL_PRINT_CONFIG": "1", "DATA": str(tmp_path),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    out = subprocess.run(["bash", str(EXAMPLES / "run_grpo.sh")], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = yaml.safe_load(out.stdout)
+    rollout = cfg["actor_rollout_ref"]["rollout"]
+    mt = rollout["multi_turn"]
+    assert mt["enable"] is True and Path(mt["interaction_config_path"]) == EXAMPLES / "esc_interaction.yaml"
+    # verl stops before the interaction once max_assistant_turns is reached: one more than the env's turns
+    assert mt["max_user_turns"] == _config()["max_turns"] and mt["max_assistant_turns"] == mt["max_user_turns"] + 1
+    assert rollout["agent"]["default_agent_loop"] == "tool_agent"
+    assert cfg["data"]["return_raw_chat"] is True
+    assert cfg["reward"]["custom_reward_function"] == {"path": str(EXAMPLES / "esc_reward.py"), "name": "compute_score"}

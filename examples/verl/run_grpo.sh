@@ -17,7 +17,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 DATA="${DATA:-data/esc_verl}"
 MODEL="${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}"
-MAX_TURNS="${MAX_TURNS:-4}"          # = max_turns in the interaction YAML
+# = max_turns in the interaction YAML. verl ends a trajectory without asking the interaction once
+# max_assistant_turns policy turns are written, so that limit is one more than the env's turns.
+MAX_TURNS="${MAX_TURNS:-4}"
 NGPUS="${NGPUS:-1}"
 EXTRA=()
 if [[ "${VERL_PRINT_CONFIG:-0}" == 1 ]]; then EXTRA=(--cfg job); fi
