@@ -236,6 +236,33 @@ def test_bad_turns_name_the_field_before_any_llm_call(interaction, monkeypatch):
         _run(interaction.finalize_interaction("bad"))
 
 
+def test_empty_and_overlong_turns_follow_the_config(yaml_path, interaction, monkeypatch):
+    config = {**_config(yaml_path), "empty_turn": "end", "empty_turn_reward": -0.5}
+    it = vi.ESCInteraction(config)
+    assert it.engine is interaction.engine  # the same engine settings: the same shared engine
+    opening = "My dog died yesterday and the house feels empty."
+    user = {"role": "user", "content": opening}
+    _run(it.start_interaction("e", persona_id=P1, seed=0, opening=opening))
+    steps = _count_calls(monkeypatch, it.engine, "transition")
+    done, reply, r, extra = _run(it.generate_response("e", [user, {"role": "assistant", "content": " \n "}]))
+    assert (done, reply, r) == (True, "", -0.5) and extra["empty_turn"] and extra["terminated"]
+    assert steps == [] and _run(it.calculate_score("e")) == -0.5
+    with pytest.raises(EpisodeOverError):
+        _run(it.generate_response("e", [user, {"role": "assistant", "content": "hello"}]))
+
+    long = "I am here for you. " * 60  # 1140 characters
+    strict = vi.ESCInteraction({**config, "overlong": "error"})
+    _run(strict.start_interaction("s", persona_id=P1, seed=0, opening=opening))
+    with pytest.raises(ValueError, match=r"messages\[-1\]\['content'\] has 1139 characters.*at most 1000"):
+        _run(strict.generate_response("s", [user, {"role": "assistant", "content": long}]))
+    assert steps == []
+    _run(it.start_interaction("long", persona_id=P1, seed=0, opening=opening))
+    done, reply, r, extra = _run(it.generate_response("long", [user, {"role": "assistant", "content": long}]))
+    assert extra["supporter_truncated"] and not extra["empty_turn"]
+    said = it.episode_state("long").turns[1].text
+    assert len(said) <= 1000 and long.startswith(said) and extra["info"]["supporter_utterance"] == said
+
+
 def test_bad_config_names_the_key():
     cls = vi.ESCInteraction
     with pytest.raises(ValueError, match=r"unknown interaction config key\(s\) \['max_turn'\]"):
@@ -246,6 +273,10 @@ def test_bad_config_names_the_key():
         cls({"name": "esc", "max_batch": 0})
     with pytest.raises(ValueError, match=r"config\['batch_wait_s'\]"):
         cls({"name": "esc", "batch_wait_s": -1})
+    with pytest.raises(ValueError, match=r"config\['empty_turn'\] must be 'error' or 'end', got 'skip'"):
+        cls({"name": "esc", "empty_turn": "skip"})
+    with pytest.raises(ValueError, match=r"config\['empty_turn_reward'\] must be a finite number"):
+        cls({"name": "esc", "empty_turn_reward": float("nan")})
 
 
 # ---- the dataset rows through verl's RLHFDataset --------------------------------------------

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import numbers
 import threading
 import uuid
@@ -84,13 +85,18 @@ ENGINE_KEYS: tuple[str, ...] = (
 #: * ``overlong``: a supporter turn over ``MAX_UTTERANCE_CHARS`` characters is cut to that
 #:   length (``"truncate"``, reported in the turn's extra ``supporter_truncated``) or raises
 #:   (``"error"``);
-#: * ``check_opening``: the first user message of ``messages`` must be the episode's opening.
+#: * ``check_opening``: the first user message of ``messages`` must be the episode's opening;
+#: * ``empty_turn``: what an empty (or whitespace-only) supporter turn does: ``"error"`` raises
+#:   a ``ValueError`` (verl's rollout then stops), ``"end"`` ends the episode without an LLM
+#:   call, with reward ``empty_turn_reward`` and an empty seeker reply (extra ``empty_turn``).
 INTERACTION_KEYS: dict[str, Any] = {
     "personas": "builtin",
     "batch_wait_s": 0.05,
     "max_batch": 256,
     "overlong": "truncate",
     "check_opening": True,
+    "empty_turn": "error",
+    "empty_turn_reward": -1.0,
 }
 
 #: the keys of a dataset row's ``extra_info.interaction_kwargs`` (``opening`` is optional)
@@ -267,6 +273,11 @@ def _split_config(config: Mapping[str, Any]) -> tuple[dict, dict]:
         raise ValueError(f"config['overlong'] must be 'truncate' or 'error', got {own['overlong']!r}")
     if not isinstance(own["check_opening"], bool):
         raise ValueError(f"config['check_opening'] must be true or false, got {own['check_opening']!r}")
+    if own["empty_turn"] not in ("error", "end"):
+        raise ValueError(f"config['empty_turn'] must be 'error' or 'end', got {own['empty_turn']!r}")
+    r = own["empty_turn_reward"]
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+        raise ValueError(f"config['empty_turn_reward'] must be a finite number, got {r!r}")
     return engine_kwargs, own
 
 
@@ -285,7 +296,8 @@ def _check_seed(seed: Any) -> int:
 
 
 def _supporter_text(messages: Any) -> str:
-    """The supporter's utterance: the content of ``messages[-1]``, an assistant message."""
+    """The supporter's utterance, stripped: the content of ``messages[-1]``, an assistant message
+    (``""`` when it is empty or whitespace)."""
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
         raise ValueError(f"messages must be a non-empty list of chat messages, got {messages!r:.200}")
     last = messages[-1]
@@ -295,8 +307,6 @@ def _supporter_text(messages: Any) -> str:
     content = last.get("content")
     if not isinstance(content, str):
         raise ValueError(f"messages[-1]['content'] must be the supporter's text (a str), got {type(content).__name__}")
-    if not content.strip():
-        raise ValueError(f"messages[-1]['content'] is empty: the policy wrote no supporter utterance ({content!r})")
     return content.strip()
 
 
@@ -317,6 +327,8 @@ class _ESCInteraction:
         self.name: str = config.get("name", "esc")
         self.overlong: str = own["overlong"]
         self.check_opening: bool = own["check_opening"]
+        self.empty_turn: str = own["empty_turn"]
+        self.empty_turn_reward: float = float(own["empty_turn_reward"])
         self._hub = _hub_for(engine_kwargs, own)
         self._episodes: dict[str, _Episode] = {}
         self._opening: set[str] = set()  # ids whose seeker is opening
@@ -419,13 +431,16 @@ class _ESCInteraction:
             truncated`` (relief, giving up, or ``max_turns``); ``reward`` is the env's reward of
             this turn; ``extra`` has ``reward_terms``, ``terminated``, ``truncated``, ``turn``,
             ``intensity``, ``success``, ``gave_up``, ``episode_return``,
-            ``supporter_truncated`` and the env's whole step ``info``.
+            ``supporter_truncated``, ``empty_turn`` and the env's whole step ``info``
+            (``None`` for an empty turn under ``empty_turn: end``, which ends the episode with
+            ``empty_turn_reward`` and an empty reply, without an LLM call).
 
         Raises:
             UnknownInstanceError: no running episode has ``instance_id``.
             EpisodeOverError: the episode has already ended.
-            ValueError: ``messages`` does not end with a non-empty assistant message, or (with
-                ``check_opening``) its first user message is not the episode's opening.
+            ValueError: ``messages`` does not end with an assistant message, that message is
+                empty (under ``empty_turn: error``) or too long (under ``overlong: error``), or
+                (with ``check_opening``) the first user message is not the episode's opening.
         """
         ep = self._episode(instance_id)
         if ep.done:
@@ -439,6 +454,11 @@ class _ESCInteraction:
                     f"instance_id {instance_id!r} (persona {ep.state.persona.id!r}, seed {ep.state.seed}): the prompt's "
                     f"first user message {shown!r:.120} is not the episode's opening {opening!r:.120}; write the rows "
                     "with dataset_rows() from the same config, or set check_opening: false")
+        if not text:
+            if self.empty_turn == "error":
+                raise ValueError(f"messages[-1]['content'] is empty: the policy wrote no supporter utterance "
+                                 f"({messages[-1]['content']!r}); set empty_turn: end to end such episodes instead")
+            return self._end_empty(ep)
         cut = len(text) > MAX_UTTERANCE_CHARS
         if cut:
             if self.overlong == "error":
@@ -461,9 +481,21 @@ class _ESCInteraction:
             "gave_up": info["gave_up"],
             "episode_return": float(sum(ep.rewards)),
             "supporter_truncated": cut,
+            "empty_turn": False,
             "info": info,
         }
         return ep.done, info["seeker_utterance"], float(t.reward), extra
+
+    def _end_empty(self, ep: _Episode) -> tuple[bool, str, float, dict[str, Any]]:
+        """``empty_turn: end``: the episode ends here, with ``empty_turn_reward`` and no LLM call."""
+        r = self.empty_turn_reward
+        ep.rewards.append(r)
+        ep.done = True
+        x = ep.state.intensity
+        extra = {"reward_terms": {"empty_turn": r}, "terminated": True, "truncated": False, "turn": len(ep.rewards),
+                 "intensity": {"before": x, "after": x}, "success": False, "gave_up": False,
+                 "episode_return": float(sum(ep.rewards)), "supporter_truncated": False, "empty_turn": True, "info": None}
+        return True, "", r, extra
 
     async def calculate_score(self, instance_id: str, **kwargs: Any) -> float:
         """The episode's return so far: the sum of its turns' rewards."""
@@ -497,7 +529,8 @@ def _interaction_class() -> type:
             :func:`esc_env.build.build_engine` arguments named in :data:`ENGINE_KEYS` (for
             example ``backend``, ``max_turns``, ``reward``, ``seeker_params``), and the settings
             of :data:`INTERACTION_KEYS` (``personas``, ``batch_wait_s``, ``max_batch``,
-            ``overlong``, ``check_opening``). verl's registry adds ``name``.
+            ``overlong``, ``check_opening``, ``empty_turn``, ``empty_turn_reward``). verl's
+            registry adds ``name``.
 
             See :meth:`start_interaction`, :meth:`generate_response`, :meth:`calculate_score`
             and :meth:`finalize_interaction`, and the module's docstring for concurrency.
