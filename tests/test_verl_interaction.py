@@ -22,13 +22,18 @@ EXAMPLES = REPO / "examples" / "verl"
 REQUIRE = os.environ.get("ESC_ENV_REQUIRE_VERL") == "1"
 
 
-def _need(module: str):
+def _need(module: str, hint: str = "install esc-env[verl] (verl==0.7.1)"):
+    """The module, or a skip (a failure under ESC_ENV_REQUIRE_VERL=1) that says why it does not import."""
     try:
         return importlib.import_module(module)
     except Exception as e:  # ImportError, or a broken dependency (pyarrow built for another numpy)
         if REQUIRE:
-            pytest.fail(f"ESC_ENV_REQUIRE_VERL=1 but {module} does not import: {e!r}")
-        pytest.skip(f"{module} does not import here ({e!r}); install esc-env[verl] (verl==0.7.1)", allow_module_level=True)
+            pytest.fail(f"ESC_ENV_REQUIRE_VERL=1 but {module} does not import: {e!r}; {hint}")
+        pytest.skip(f"{module} does not import here ({e!r}); {hint}", allow_module_level=True)
+
+
+#: verl 0.7.1 pins numpy<2, and pyarrow>=20 (which datasets>=4 wants) needs numpy>=2
+PYARROW_HINT = "verl 0.7.1 needs numpy<2: pin pyarrow<20 and datasets<4 in its venv"
 
 
 _need("verl.interactions.base")
@@ -281,7 +286,7 @@ def test_bad_config_names_the_key():
 
 # ---- the dataset rows through verl's RLHFDataset --------------------------------------------
 def _rl_dataset(path: Path, tokenizer, cache: Path):
-    mod = _need("verl.utils.dataset.rl_dataset")
+    mod = _need("verl.utils.dataset.rl_dataset", PYARROW_HINT)
     cfg = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 512, "filter_overlong_prompts": True,
                             "return_raw_chat": True, "cache_dir": str(cache), "filter_overlong_prompts_workers": 1})
     return mod.RLHFDataset(str(path), tokenizer, cfg)
@@ -295,6 +300,7 @@ def _prepare_module():
 
 
 def test_prepared_parquet_reads_back_through_rlhf_dataset(yaml_path, interaction, tmp_path):
+    _need("pyarrow", PYARROW_HINT)
     prep = _prepare_module()
     paths = prep.main(["--config", str(yaml_path), "--out-dir", str(tmp_path), "--seeds", "0", "5",
                        "--persona-ids", P1, P2, "builtin/job-mistake-02", "--val-personas", "1"])
@@ -383,7 +389,9 @@ class _LocalPolicyServer:
 
 @pytest.mark.slow
 def test_verls_tool_agent_loop_plays_a_whole_episode(yaml_path, interaction, tmp_path):
-    _need("verl.experimental.agent_loop.tool_agent_loop")  # verl 0.7.1 imports cachetools without declaring it
+    _need("verl.experimental.agent_loop.tool_agent_loop", "verl 0.7.1 imports cachetools without declaring it: "
+          "pip install cachetools")
+    _need("pyarrow", PYARROW_HINT)
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap
     from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 
@@ -482,6 +490,7 @@ def test_run_script_composes_with_verls_trainer_config(tmp_path):
 
     import yaml
 
+    _need("pyarrow", PYARROW_HINT)  # verl's trainer imports it
     env = {**os.environ, "VERL_PRINT_CONFIG": "1", "DATA": str(tmp_path),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     out = subprocess.run(["bash", str(EXAMPLES / "run_grpo.sh")], capture_output=True, text=True, env=env, cwd=REPO,
