@@ -388,20 +388,21 @@ class _LocalPolicyServer:
 
 
 @pytest.mark.slow
-def test_verls_tool_agent_loop_plays_a_whole_episode(yaml_path, interaction, tmp_path):
+def test_verls_tool_agent_loop_plays_whole_episodes_in_shared_batches(yaml_path, interaction, tmp_path, monkeypatch):
+    """Two trajectories through verl's own ToolAgentLoop, concurrently (one loop object each, as
+    verl makes them): whole episodes, the seeker's tokens masked, one seeker call per turn for both."""
     _need("verl.experimental.agent_loop.tool_agent_loop", "verl 0.7.1 imports cachetools without declaring it: "
           "pip install cachetools")
     _need("pyarrow", PYARROW_HINT)
+    import pandas as pd
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap
     from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 
-    rl_dataset = _need("verl.utils.dataset.rl_dataset")
+    rl_dataset = _need("verl.utils.dataset.rl_dataset", PYARROW_HINT)
     backend = interaction.engine.seeker.backend
-    rows = vi.dataset_rows(_config(yaml_path), [P2], [0])
-    import pandas as pd
-
-    pd.DataFrame(rows).to_parquet(tmp_path / "rows.parquet")
-    row = _rl_dataset(tmp_path / "rows.parquet", backend.tokenizer, tmp_path / "cache")[0]
+    pd.DataFrame(vi.dataset_rows(_config(yaml_path), [P2, P1], [0])).to_parquet(tmp_path / "rows.parquet")
+    ds = _rl_dataset(tmp_path / "rows.parquet", backend.tokenizer, tmp_path / "cache")
+    rows = [ds[0], ds[1]]
     cfg = OmegaConf.create({
         "actor_rollout_ref": {"model": {}, "rollout": {
             "prompt_length": 512, "response_length": 1024,
@@ -409,32 +410,40 @@ def test_verls_tool_agent_loop_plays_a_whole_episode(yaml_path, interaction, tmp
                            "max_assistant_turns": 3, "max_parallel_calls": 1, "max_tool_response_length": 256,
                            "tool_response_truncate_side": "middle", "tool_config_path": None, "format": "hermes"}}},
         "data": {}})
+    replies = _count_calls(monkeypatch, interaction.engine.seeker, "reply")
+    n_steps = len(interaction.batch_sizes["step"])
 
-    async def rollout():  # the agent loop keeps the event loop it was made on
+    async def rollout(row):  # the agent loop keeps the event loop it was made on
         loop = ToolAgentLoop(trainer_config=DictConfigWrap(cfg), server_manager=_LocalPolicyServer(backend.model, backend.tokenizer),
                              tokenizer=backend.tokenizer, processor=None, dataset_cls=rl_dataset.RLHFDataset,
                              data_config=DictConfigWrap(cfg.data))
         return loop.interaction_map["esc"], await loop.run({"temperature": 0.0}, **row)
 
-    it, out = _run(rollout())
-    assert isinstance(it, vi.ESCInteraction) and it.engine is interaction.engine
-    (iid,) = it.instance_ids
-    st = it.episode_state(iid)
-    assert st.persona.id == P2 and st.turns[0].text == row["raw_prompt"][1]["content"]
-    assert st.done and st.truncated and len(st.rewards) == 2
-    assert out.extra_fields["turn_scores"] == st.rewards
-    assert vi.compute_score("esc_env", "", "", extra_info=out.extra_fields) == pytest.approx(sum(st.rewards))
-    ids, mask = out.response_ids, out.response_mask
-    assert len(ids) == len(mask) and set(mask) == {0, 1}
-    policy = backend.tokenizer.decode([t for t, m in zip(ids, mask) if m == 1], skip_special_tokens=True)
-    seeker = backend.tokenizer.decode([t for t, m in zip(ids, mask) if m == 0], skip_special_tokens=True)
-    supporter_turns = [t.text for t in st.turns if t.speaker == "supporter"]
-    seeker_turns = [t.text for t in st.turns if t.speaker == "seeker"][1:]
-    assert len(supporter_turns) == 2 and len(seeker_turns) == 2
-    for text in supporter_turns:  # the policy's tokens are trained (mask 1) ...
-        assert text in policy
-    for text in seeker_turns:  # ... the seeker's replies are not (mask 0)
-        assert text in seeker and text not in policy
+    async def both():
+        return await asyncio.gather(*[rollout(row) for row in rows])
+
+    results = _run(both())
+    assert replies == [2, 2] and interaction.batch_sizes["step"][n_steps:] == [2, 2]
+    for row, (it, out) in zip(rows, results):
+        assert isinstance(it, vi.ESCInteraction) and it.engine is interaction.engine
+        (iid,) = it.instance_ids  # each trajectory has its own interaction object and episode
+        st = it.episode_state(iid)
+        assert st.persona.id == row["interaction_kwargs"]["persona_id"]
+        assert st.turns[0].text == row["raw_prompt"][1]["content"]
+        assert st.done and st.truncated and len(st.rewards) == 2
+        assert out.extra_fields["turn_scores"] == st.rewards
+        assert vi.compute_score("esc_env", "", "", extra_info=out.extra_fields) == pytest.approx(sum(st.rewards))
+        ids, mask = out.response_ids, out.response_mask
+        assert len(ids) == len(mask) and set(mask) == {0, 1}
+        policy = backend.tokenizer.decode([t for t, m in zip(ids, mask) if m == 1], skip_special_tokens=True)
+        seeker = backend.tokenizer.decode([t for t, m in zip(ids, mask) if m == 0], skip_special_tokens=True)
+        supporter_turns = [t.text for t in st.turns if t.speaker == "supporter"]
+        seeker_turns = [t.text for t in st.turns if t.speaker == "seeker"][1:]
+        assert len(supporter_turns) == 2 and len(seeker_turns) == 2
+        for text in supporter_turns:  # the policy's tokens are trained (mask 1) ...
+            assert text in policy
+        for text in seeker_turns:  # ... the seeker's replies are not (mask 0)
+            assert text in seeker and text not in policy
 
 
 # ---- the micro-batcher and the lazy import (no model) ---------------------------------------
