@@ -24,8 +24,8 @@ and the YAML registry); 0.8.0 and later removed it in favour of custom agent loo
 
 **Concurrency.** verl runs many trajectories as asyncio tasks in each agent-loop worker and
 makes a new interaction object per trajectory. All interaction objects built from the same
-engine configuration in a process share one engine (one model) and one worker thread; the
-LLM calls run on that thread, off the event loop. Concurrent ``start_interaction`` and
+engine configuration in a process share one engine (one model); the LLM calls run on one
+worker thread per process, off the event loop. Concurrent ``start_interaction`` and
 ``generate_response`` calls are gathered into micro-batches (``batch_wait_s``, ``max_batch``):
 one batch of N conversations costs one seeker call and one call per judge, as
 :meth:`esc_env.engine.DialogueEngine.transition` promises. While a batch runs, the next one
@@ -202,14 +202,14 @@ class _MicroBatcher:
 
 
 class _Hub:
-    """One engine, its persona bank, its worker thread and its two micro-batchers."""
+    """One engine, its persona bank and its two micro-batchers (on the process's LLM thread)."""
 
     def __init__(self, engine_kwargs: dict, personas: Any, batch_wait_s: float, max_batch: int) -> None:
         from ..build import build_engine, resolve_personas
 
         self.engine = build_engine(action_mode="text", **engine_kwargs)
         self.personas = resolve_personas(personas)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esc-env-verl")
+        self.executor = _llm_thread()
         #: the sizes of the most recent batches, per kind (``"start"``, ``"step"``)
         self.batch_sizes: dict[str, deque] = {"start": deque(maxlen=10_000), "step": deque(maxlen=10_000)}
         self.starts = _MicroBatcher(self._start_batch, self.executor, batch_wait_s, max_batch, self.batch_sizes["start"])
@@ -242,6 +242,16 @@ class _Hub:
 
 _HUBS: dict[str, _Hub] = {}
 _HUBS_LOCK = threading.Lock()
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _llm_thread() -> ThreadPoolExecutor:
+    """The one thread all hubs of this process run their engine calls on (hubs may share a
+    local model, which must not run in two threads at once)."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esc-env-verl")
+    return _EXECUTOR
 
 
 def _hub_for(engine_kwargs: dict, own: dict) -> _Hub:
