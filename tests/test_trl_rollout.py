@@ -183,18 +183,20 @@ def test_episode_dataset_rows(tokenizer):
 # ---- whole episodes with the real seeker and judge -------------------------------------------
 class Scripted:
     """The policy's turns, fixed per row: call 1 gives row ``i`` ``scripts[i][0]``; later calls
-    find the row by the ids of its first turn, right after the opening."""
+    find the row by the text of its first turn in the prefix."""
 
-    def __init__(self, scripts: list[list[list[int]]]):
-        self.scripts, self.calls, self.opening = scripts, 0, 0
+    def __init__(self, tokenizer, scripts: list[list[list[int]]]):
+        self.scripts, self.calls = scripts, 0
+        self.firsts = [tokenizer.decode(s[0], skip_special_tokens=True) for s in scripts]
+        self.decode = tokenizer.decode
 
     def __call__(self, prefixes):
         self.calls += 1
         if self.calls == 1:
-            rows, self.opening = list(range(len(prefixes))), len(prefixes[0])
+            rows = list(range(len(prefixes)))
         else:
             rows = [next(i for i, s in enumerate(self.scripts) if len(s) >= self.calls
-                         and p[self.opening:self.opening + len(s[0])] == s[0]) for p in prefixes]
+                         and "assistant\n" + self.firsts[i] in self.decode(p)) for p in prefixes]
         return [(self.scripts[r][self.calls - 1], [-0.25] * len(self.scripts[r][self.calls - 1])) for r in rows]
 
 
@@ -218,7 +220,7 @@ def played(tokenizer, backend):
         [[5195, 4598, 2076, 86, 4800, 30, EOS], normal[1]],  # "That sounds" " super" "f" "icial" "."
     ]
     prompt = episode_dataset(1, seed=SEED)[0]["prompt"]
-    out = rollout.rollout([prompt] * 5, Scripted(scripts))
+    out = rollout.rollout([prompt] * 5, Scripted(tokenizer, scripts))
     return rollout, scripts, out
 
 
