@@ -327,3 +327,31 @@ def test_example_runs_two_grpo_steps_and_checks_every_batch(backend, tmp_path):
     assert all("rewards/episode_return_reward/mean" in e and math.isfinite(e["loss"]) for e in steps)
     assert len(result["records"]) == 4 and {s for s, _, _ in result["records"]} == {0, 1}
     assert (tmp_path / "log_history.jsonl").read_text().count("\n") == len(result["log_history"])
+
+
+def test_vllm_server_adapter_shapes(played):
+    """vLLM server mode is not run here (no GPU).  This checks only the adapter around TRL's
+    documented ``VLLMGeneration.generate(prompts, images, num_generations)`` return value
+    ``(prompt_ids, completion_ids, logprobs[len][k], logprob_token_ids)``, with a stand-in that
+    returns such a tuple: the turn limit is set for the call and restored, the sampled token's
+    log-prob is the first of each position's list, and a missing one becomes NaN."""
+    from types import SimpleNamespace
+
+    rollout, _, _ = played
+    seen = {}
+
+    class StandIn:
+        max_completion_length = 999
+
+        def generate(self, prompts, images, num_generations):
+            seen["limit"], seen["args"] = self.max_completion_length, (images, num_generations)
+            return prompts, [[5, 6, EOS], [7]], [[[-0.1], [-0.2], [None]], [[-0.3]]], None
+
+    stand_in = StandIn()
+    trainer = SimpleNamespace(vllm_generation=stand_in, accelerator=SimpleNamespace(num_processes=1))
+    rows = rollout.vllm_generator(trainer)([[1, 2], [3]])
+    assert seen == {"limit": rollout.max_turn_tokens, "args": (None, 1)} and stand_in.max_completion_length == 999
+    assert rows[0][0] == [5, 6, EOS] and rows[0][1][:2] == [-0.1, -0.2] and math.isnan(rows[0][1][2])
+    assert rows[1] == ([7], [-0.3])
+    with pytest.raises(UserInputError, match="one training process"):
+        rollout.vllm_generator(SimpleNamespace(vllm_generation=stand_in, accelerator=SimpleNamespace(num_processes=2)))

@@ -246,6 +246,12 @@ class ESCRollout:
 
     Attributes:
         last_records: the :class:`EpisodeRecord` of each episode of the last call.
+
+    TRL's ``max_completion_length`` does not bound an episode here (``max_turns`` and
+    ``max_turn_tokens`` do; the seeker's segments add to that); with ``loss_type="dr_grpo"``,
+    which divides by it, set it to the longest episode you expect.  Every completion ends with
+    an end-of-turn token (sampled, or appended to a cut turn), so TRL's
+    ``mask_truncated_completions`` never drops an episode.
     """
 
     def __init__(
@@ -295,6 +301,12 @@ class ESCRollout:
         """One batched ``generate`` per turn with the trainer's unwrapped model and sampling settings."""
         from trl.models import unwrap_model_for_generation
 
+        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+        sharded = getattr(trainer, "is_fsdp_enabled", False) or getattr(plugin, "zero_stage", None) == 3
+        if sharded and trainer.accelerator.num_processes > 1:
+            raise UserInputError("ESCRollout does not support sharded models (FSDP, DeepSpeed ZeRO-3) across processes: "
+                                 "episodes end at different turns on each process, and gathering the weights for a "
+                                 "turn needs all of them; use DDP, ZeRO-1/2 or vLLM server mode")
         config = copy.deepcopy(trainer.generation_config)
         config.max_new_tokens = self.max_turn_tokens
 
