@@ -20,7 +20,8 @@ sampler already repeats each prompt ``num_generations`` times) and returns, per 
   ``info["reward_terms"]`` summed over the episode (``improvement``, ``success``, ``give_up``,
   ``turn_cost``, one per weighted judge, and ``invalid_reply``).  :func:`episode_return_reward`
   and :func:`reward_term` are ready reward functions; TRL standardises the rewards within each
-  group of ``num_generations`` episodes.
+  group of ``num_generations`` episodes.  (TRL's ``completions`` argument is the decoded
+  ``completion_ids``: the whole episode after the opening, the seeker's turns included.)
 
 All episodes of one group share the persona, the reset seed (so the seeker's opening) and the
 seeker's per-turn sampling seeds (common random numbers): their returns differ by what the
@@ -42,8 +43,14 @@ seeker segment is the difference of two chat-template renderings
 (:mod:`esc_env.integrations.chat_tokens`).  That needs a template that preserves prefixes, which
 the constructor checks on a short dialogue (:class:`~esc_env.integrations.chat_tokens.ChatTemplateError`
 names the model otherwise).  :func:`~esc_env.integrations.chat_tokens.check_token_alignment`
-compares a finished episode with a fresh tokenisation of its final dialogue;
-``examples/train_trl_grpo.py`` runs it on every episode it trains on.
+compares a finished episode with a fresh tokenisation of its final dialogue, id for id.  A
+sampled turn may spell its text with other ids than a fresh tokenisation would (``" super" "f"
+"icial"`` for ``" superficial"``): those ids are what the policy chose and what it must be
+trained on, so they stay, and :func:`~esc_env.integrations.chat_tokens.segment_alignment` checks
+the episode segment by segment instead (template and seeker ids exact, each sampled turn's text
+exact, the mask on exactly the sampled segments) and lists such turns.
+``examples/train_trl_grpo.py`` runs both on every episode it trains on (the strict one where no
+turn was respelt).
 
 A turn that reaches ``max_turn_tokens`` without its end-of-turn token gets that token appended
 with mask 0 (listed in :attr:`EpisodeRecord.cut_turns`).  A reply ``ESCText-v0`` refuses
@@ -363,8 +370,9 @@ class ESCRollout:
 
         Returns:
             TRL's rollout dict: ``prompt_ids``, ``completion_ids``, ``logprobs``, ``env_mask``,
-            ``episode_return``, ``episode_turns`` and one ``return_<term>`` column per reward
-            term (0.0 for an episode without that term); one row per prompt, in order.
+            ``episode_return``, ``episode_turns`` (policy turns, a refused one included) and
+            one ``return_<term>`` column per reward term (0.0 for an episode without that
+            term); one row per prompt, in order.
         """
         starts = [parse_episode_prompt(p) for p in prompts]
         personas = [find_persona(self.personas, pid) for pid, _ in starts]
