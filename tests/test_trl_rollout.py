@@ -132,6 +132,10 @@ def test_prefix_check_names_the_model_and_the_first_difference(tokenizer):
     assert "does not preserve prefixes" in msg and "'2'" in msg and "'3'" in msg and "rendering 3 messages" in msg
     with pytest.raises(ChatTemplateError, match="rendering 4 messages"):  # drops the earlier assistant turn
         check_prefix_preserving(bad_template(tokenizer, FORGETFUL))
+    no_system = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    with pytest.raises(ChatTemplateError, match="System role not supported") as e:
+        check_prefix_preserving(bad_template(tokenizer, no_system))
+    assert tokenizer.name_or_path in str(e.value)
 
 
 def test_rollout_checks_the_template_before_loading_any_model(tokenizer):

@@ -107,13 +107,18 @@ def check_prefix_preserving(tokenizer: Any, dialogue: Sequence[dict] = PROBE_DIA
 
     Raises:
         ChatTemplateError: the first rendering that rewrites earlier ids, with the model's
-            ``name_or_path`` and the first differing token.
+            ``name_or_path`` and the first differing token; or a template that cannot render
+            the dialogue at all (none set, no system role).
     """
     previous: list[int] | None = None
     prev_label = ""
     for k in range(2, len(dialogue) + 1):
         gen = dialogue[k - 1]["role"] != "assistant"
-        ids = render_ids(tokenizer, dialogue[:k], add_generation_prompt=gen)
+        try:
+            ids = render_ids(tokenizer, dialogue[:k], add_generation_prompt=gen)
+        except Exception as e:  # no template, no system role, a template error: all the model's
+            raise ChatTemplateError(f"{_name(tokenizer)}: cannot render a system/user/assistant chat with its chat "
+                                    f"template ({type(e).__name__}: {e})") from e
         label = f"{k} messages" + (" + generation prompt" if gen else "")
         if previous is not None and ids[: len(previous)] != previous:
             mm = first_mismatch(tokenizer, previous, ids[: len(previous)])
