@@ -321,8 +321,15 @@ def test_sample_turns_logprobs_are_the_models(tokenizer, chat):
 
 # ---- the example: 2 GRPO steps --------------------------------------------------------------
 def test_example_runs_two_grpo_steps_and_checks_every_batch(backend, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
     pytest.importorskip("trl")
-    from examples.train_trl_grpo import main
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_trl_grpo.py"
+    spec = importlib.util.spec_from_file_location("train_trl_grpo", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    main = example.main
 
     result = main(["--steps", "2", "--prompts", "1", "--num-generations", "2", "--max-turns", "2",
                    "--max-turn-tokens", "12", "--reward-terms", "improvement", "--output-dir", str(tmp_path)],
