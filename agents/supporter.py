@@ -25,6 +25,13 @@ SUPPORTER_STOP = ("\nSeeker:", "\nUser:", "\nPerson:", "\nSupporter:", "\nAssist
 #: the supporter's word limit (prompt and cleaning), as AFlow's supporter prompt has one
 SUPPORTER_MAX_WORDS = 25
 
+
+def free_supporter_prompt(max_words: int = SUPPORTER_MAX_WORDS) -> str:
+    """The supporter's system prompt with a free choice of strategy: what a policy that writes
+    its own utterances reads (the default of every trainer integration in ``esc_env.integrations``)."""
+    return P.SUPPORTER_SYSTEM.format(strategy_block=P.SUPPORTER_FREE, max_words=max_words)
+
+
 #: recent turns the supporter sees when it writes (older ones cost prefill time and invite copying)
 SUPPORTER_CONTEXT_TURNS = 4
 

@@ -451,6 +451,8 @@ def test_micro_batcher_gathers_splits_and_reports_errors_per_batch():
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
+    from esc_env.integrations.batching import MicroBatcher
+
     calls = []
 
     def run_batch(items):
@@ -461,7 +463,7 @@ def test_micro_batcher_gathers_splits_and_reports_errors_per_batch():
 
     sizes: deque = deque()
     with ThreadPoolExecutor(1) as pool:
-        mb = vi._MicroBatcher(run_batch, pool, wait_s=0.2, max_batch=2, sizes=sizes)
+        mb = MicroBatcher(run_batch, pool, wait_s=0.2, max_batch=2, sizes=sizes)
 
         async def main():
             ok = await asyncio.gather(*[mb.submit(i) for i in range(5)])

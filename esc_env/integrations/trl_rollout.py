@@ -85,9 +85,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from agents import prompts as P
 from agents.errors import UserInputError
-from agents.supporter import SUPPORTER_MAX_WORDS
+from agents.supporter import free_supporter_prompt
 
 from ..build import build_engine, resolve_personas
 from ..state import EpisodeState, choose_persona, find_persona
@@ -244,7 +243,7 @@ class ESCRollout:
         invalid_reply_penalty: the reward of an episode's last turn when the env refuses the
             reply (empty or whitespace only); it ends the episode.
         system_prompt: the policy's system message (default: esc-env's supporter prompt with a
-            free choice of strategy, ``agents.prompts.SUPPORTER_SYSTEM``).
+            free choice of strategy, ``agents.supporter.free_supporter_prompt()``).
         stop_ids: the ids that end a policy turn (default: the tokenizer's EOS).
         engine: a ready ``DialogueEngine`` with ``action_mode="text"`` (then ``backend``,
             ``max_turns`` and ``engine_kwargs`` are not used).
@@ -293,8 +292,7 @@ class ESCRollout:
             raise UserInputError(f"engine must have action_mode='text' (ESCText-v0), got {getattr(engine, 'action_mode', None)!r}")
         self.engine = engine
         self.personas = resolve_personas(personas)
-        self.system_prompt = system_prompt or P.SUPPORTER_SYSTEM.format(strategy_block=P.SUPPORTER_FREE,
-                                                                        max_words=SUPPORTER_MAX_WORDS)
+        self.system_prompt = system_prompt or free_supporter_prompt()
         self.last_records: list[EpisodeRecord] = []
 
     # ---- TRL's entry point ----------------------------------------------------------------

@@ -28,8 +28,7 @@ registers):
 
 Example (the verifiers eval loop, in-process, against any OpenAI-compatible server)::
 
-    >>> import asyncio
-    >>> from esc_env.integrations.verifiers_env import eval_config
+    >>>     >>> from esc_env.integrations.verifiers_env import eval_config
     >>> from verifiers.v1.cli.eval.runner import run_eval
     >>> config = eval_config("http://127.0.0.1:8000/v1", "my-model", num_tasks=2, max_turns=2)
     >>> episodes = asyncio.run(run_eval(config))
@@ -43,10 +42,8 @@ or verifiers' own CLI with the env registered::
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -63,12 +60,12 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from pydantic import Field, field_validator
 
 from agents.personas import Persona, PersonaBank
+from agents.supporter import free_supporter_prompt
 
 from ..build import build_engine, resolve_personas
-from ..core import Transition
-from ..engine import DialogueEngine
 from ..spaces import MAX_UTTERANCE_CHARS
 from ..state import EpisodeState, UnknownPersonaError, find_persona
+from .batching import EngineBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +89,9 @@ __all__ = [
 PLUGIN_ID = "esc-env-verifiers"
 _PLUGIN_MODULE = "esc_env_verifiers"
 
-#: the supporter's default system prompt (``ESCTasksetConfig.supporter_prompt``)
-SUPPORTER_PROMPT = (
-    "You are the supporter in an emotional-support conversation. The other person is going "
-    "through something hard and has come to talk. Listen, reflect what they feel, ask gentle "
-    "questions, and offer support or ideas only when they fit. Reply with your next message "
-    "only: one to three short sentences, in plain text."
-)
+#: the supporter's default system prompt (``ESCTasksetConfig.supporter_prompt``): esc-env's
+#: supporter prompt with a free choice of strategy (the same in every trainer integration)
+SUPPORTER_PROMPT = free_supporter_prompt()
 
 #: the key of the episode record the env leaves in the supporter's ``trace.info``: ``persona_id``,
 #: ``seed``, ``rewards`` (one per supporter turn), ``term_returns`` (reward term -> sum),
@@ -246,102 +239,6 @@ class ESCChatHarness(vf.Harness[ESCChatHarnessConfig]):
         if resp.status_code != 200:
             return vf.ProgramResult(1, "", f"chat completion failed: HTTP {resp.status_code}: {resp.text[:1000]}")
         return vf.ProgramResult(0, "", "")
-
-
-# ---- one engine for every episode ---------------------------------------------------------------
-@dataclass
-class _Request:
-    kind: str  # "start" or "step"
-    args: tuple
-    future: asyncio.Future = field(repr=False)
-
-
-class EngineBatcher:
-    """One :class:`DialogueEngine` serving many concurrent episodes.
-
-    Episodes ``await start(persona, seed)`` and ``await step(state, utterance)``; requests that
-    arrive while the engine is busy, or within ``wait_s`` seconds of the first, go to the engine
-    together: one ``engine.start`` call for the openings and one ``engine.transition`` call for
-    the steps (one generate call per role for the whole batch), run in a worker thread so the
-    event loop keeps serving the supporter's model calls.  Each action is checked on its own
-    first, so a bad action fails only its episode.
-
-    Args:
-        engine: the engine (``action_mode="text"``).
-        wait_s: how long the first request of a batch waits for others.
-
-    Attributes:
-        batch_sizes: ``(kind, n)`` for every engine call made, in order.
-    """
-
-    def __init__(self, engine: DialogueEngine, wait_s: float = 0.05) -> None:
-        if engine.action_mode != "text":
-            raise ValueError(f"EngineBatcher needs an engine with action_mode='text', got {engine.action_mode!r}")
-        self.engine = engine
-        self.wait_s = float(wait_s)
-        self.batch_sizes: list[tuple[str, int]] = []
-        self._pending: list[_Request] = []
-        self._wake: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
-
-    async def start(self, persona: Persona, seed: int) -> EpisodeState:
-        """Open one episode (the seeker's opening and the judged starting intensity)."""
-        return await self._submit("start", (persona, int(seed)))
-
-    async def step(self, state: EpisodeState, utterance: str) -> Transition:
-        """One supporter turn of one episode: the seeker's reply, the reward, the end flags."""
-        self.engine.parse_action(utterance)  # ValueError naming the rule, before batching
-        return await self._submit("step", (state, utterance))
-
-    async def close(self) -> None:
-        """Stop the worker; pending requests fail with ``RuntimeError``."""
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
-        for req in self._pending:
-            if not req.future.done():
-                req.future.set_exception(RuntimeError("the engine batcher was closed"))
-        self._pending = []
-
-    async def _submit(self, kind: str, args: tuple) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._worker is None or self._worker.done():
-            self._wake = asyncio.Event()
-            self._worker = loop.create_task(self._serve(), name="esc-engine-batcher")
-        req = _Request(kind, args, loop.create_future())
-        self._pending.append(req)
-        self._wake.set()
-        return await req.future
-
-    async def _serve(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self.wait_s > 0:
-                await asyncio.sleep(self.wait_s)
-            batch, self._pending = [r for r in self._pending if not r.future.done()], []
-            starts = [r for r in batch if r.kind == "start"]
-            steps = [r for r in batch if r.kind == "step"]
-            if starts:
-                await self._call(starts, "start", self.engine.start,
-                                 [r.args[0] for r in starts], [r.args[1] for r in starts])
-            if steps:
-                await self._call(steps, "step", self.engine.transition,
-                                 [r.args[0] for r in steps], [r.args[1] for r in steps])
-
-    async def _call(self, reqs: list[_Request], kind: str, fn, *args) -> None:
-        self.batch_sizes.append((kind, len(reqs)))
-        try:
-            results = await asyncio.to_thread(fn, *args)
-        except Exception as e:  # noqa: BLE001 - handed to every episode of the batch
-            for r in reqs:
-                if not r.future.done():
-                    r.future.set_exception(e)
-            return
-        for r, res in zip(reqs, results):
-            if not r.future.done():
-                r.future.set_result(res)
 
 
 # ---- the environment --------------------------------------------------------------------------

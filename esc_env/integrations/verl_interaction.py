@@ -42,21 +42,20 @@ without it, and ``ESCInteraction`` then raises an ``ImportError`` that names the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import numbers
 import threading
 import uuid
-import weakref
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+from agents.supporter import free_supporter_prompt
 
 from ..core import EpisodeOverError
 from ..spaces import MAX_UTTERANCE_CHARS
 from ..state import EpisodeState, find_persona
+from .batching import EngineBatcher
 
 __all__ = [
     "ENGINE_KEYS",
@@ -102,12 +101,9 @@ INTERACTION_KEYS: dict[str, Any] = {
 #: the keys of a dataset row's ``extra_info.interaction_kwargs`` (``opening`` is optional)
 INTERACTION_KWARGS: tuple[str, ...] = ("name", "persona_id", "seed", "opening")
 
-#: the system message :func:`dataset_rows` puts before the seeker's opening
-DEFAULT_SYSTEM_PROMPT = (
-    "You are the supporter in a text chat with someone who is having a hard time. "
-    "Answer each of their messages in one to three short sentences: show you understood "
-    "what they feel, ask about what happened, and suggest something only when it fits."
-)
+#: the system message :func:`dataset_rows` puts before the seeker's opening: esc-env's supporter
+#: prompt with a free choice of strategy (the same in every trainer integration)
+DEFAULT_SYSTEM_PROMPT = free_supporter_prompt()
 
 _INSTALL_HINT = 'pip install "esc-env[verl]" (verl==0.7.1: later releases removed verl.interactions)'
 
@@ -129,129 +125,20 @@ class UnknownInstanceError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-# ---- the shared engine and its micro-batches ------------------------------------------------
-@dataclass
-class _LoopQueue:
-    """The requests gathered on one event loop."""
-
-    pending: list = field(default_factory=list)
-    timer: Any = None
-    busy: bool = False
-    task: Any = None
-
-
-class _MicroBatcher:
-    """Gathers concurrent requests into one call of ``run_batch(items) -> results``.
-
-    ``run_batch`` runs on ``executor``; one batch at a time per event loop. The first request
-    that finds the batcher idle waits ``wait_s`` for others (or none once ``max_batch`` are
-    pending); requests that arrive while a batch runs go in the next batch as soon as it ends.
-    An exception in ``run_batch`` is raised in every request of that batch.
-    """
-
-    def __init__(self, run_batch: Callable[[list], list], executor: ThreadPoolExecutor, wait_s: float,
-                 max_batch: int, sizes: deque) -> None:
-        self.run_batch = run_batch
-        self.executor = executor
-        self.wait_s = float(wait_s)
-        self.max_batch = int(max_batch)
-        self.sizes = sizes
-        self._queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue]" = weakref.WeakKeyDictionary()
-
-    async def submit(self, item: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        q = self._queues.get(loop)
-        if q is None:
-            q = self._queues[loop] = _LoopQueue()
-        fut = loop.create_future()
-        q.pending.append((item, fut))
-        if not q.busy:
-            if len(q.pending) >= self.max_batch or self.wait_s <= 0:
-                self._flush(loop, q)
-            elif q.timer is None:
-                q.timer = loop.call_later(self.wait_s, self._flush, loop, q)
-        return await fut
-
-    def _flush(self, loop: asyncio.AbstractEventLoop, q: _LoopQueue) -> None:
-        if q.timer is not None:
-            q.timer.cancel()
-            q.timer = None
-        q.pending = [(item, f) for item, f in q.pending if not f.done()]  # drop cancelled requests
-        if q.busy or not q.pending:
-            return
-        batch, q.pending = q.pending[: self.max_batch], q.pending[self.max_batch:]
-        q.busy = True
-        q.task = loop.create_task(self._run(loop, q, batch))
-
-    async def _run(self, loop: asyncio.AbstractEventLoop, q: _LoopQueue, batch: list) -> None:
-        self.sizes.append(len(batch))
-        try:
-            results = await loop.run_in_executor(self.executor, self.run_batch, [item for item, _ in batch])
-        except Exception as e:  # every request of the batch sees the engine's error
-            for _, f in batch:
-                if not f.done():
-                    f.set_exception(e)
-        else:
-            for (_, f), r in zip(batch, results):
-                if not f.done():
-                    f.set_result(r)
-        finally:
-            q.busy = False
-            if q.pending:
-                self._flush(loop, q)
-
-
+# ---- the shared engine ------------------------------------------------------------------------
 class _Hub:
-    """One engine, its persona bank and its two micro-batchers (on the process's LLM thread)."""
+    """One engine, its persona bank and its micro-batcher (:class:`~esc_env.integrations.batching.EngineBatcher`)."""
 
     def __init__(self, engine_kwargs: dict, personas: Any, batch_wait_s: float, max_batch: int) -> None:
         from ..build import build_engine, resolve_personas
 
         self.engine = build_engine(action_mode="text", **engine_kwargs)
         self.personas = resolve_personas(personas)
-        self.executor = _llm_thread()
-        #: the sizes of the most recent batches, per kind (``"start"``, ``"step"``)
-        self.batch_sizes: dict[str, deque] = {"start": deque(maxlen=10_000), "step": deque(maxlen=10_000)}
-        self.starts = _MicroBatcher(self._start_batch, self.executor, batch_wait_s, max_batch, self.batch_sizes["start"])
-        self.steps = _MicroBatcher(self._step_batch, self.executor, batch_wait_s, max_batch, self.batch_sizes["step"])
-
-    def _start_batch(self, items: list) -> list[EpisodeState]:
-        """Open episodes: (persona, seed, opening or None) -> states; the given openings are
-        used as they are (one judge call), the others come from the seeker (``engine.start``)."""
-        from agents.dialogue import Turn
-
-        out: list[Any] = [None] * len(items)
-        given = [i for i, (_, _, o) in enumerate(items) if o is not None]
-        fresh = [i for i, (_, _, o) in enumerate(items) if o is None]
-        if given:
-            states = self.engine.states_from_dialogues([items[i][0] for i in given],
-                                                       [[Turn("seeker", items[i][2])] for i in given],
-                                                       [items[i][1] for i in given])
-            for i, st in zip(given, states):
-                out[i] = st
-        if fresh:
-            states = self.engine.start([items[i][0] for i in fresh], [items[i][1] for i in fresh])
-            for i, st in zip(fresh, states):
-                out[i] = st
-        return out
-
-    def _step_batch(self, items: list) -> list:
-        """One supporter turn for N episodes: (state, utterance) -> transitions (one engine call)."""
-        return self.engine.transition([s for s, _ in items], [a for _, a in items])
+        self.batcher = EngineBatcher(self.engine, wait_s=batch_wait_s, max_batch=max_batch)
 
 
 _HUBS: dict[str, _Hub] = {}
 _HUBS_LOCK = threading.Lock()
-_EXECUTOR: ThreadPoolExecutor | None = None
-
-
-def _llm_thread() -> ThreadPoolExecutor:
-    """The one thread all hubs of this process run their engine calls on (hubs may share a
-    local model, which must not run in two threads at once)."""
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esc-env-verl")
-    return _EXECUTOR
 
 
 def _hub_for(engine_kwargs: dict, own: dict) -> _Hub:
@@ -358,8 +245,9 @@ class _ESCInteraction:
     @property
     def batch_sizes(self) -> dict[str, list[int]]:
         """The sizes of the shared engine's recent micro-batches: ``{"start": [...], "step": [...]}``
-        (one entry per engine call; at most the last 10,000 of each)."""
-        return {k: list(v) for k, v in self._hub.batch_sizes.items()}
+        (one entry per engine call, of the last 10,000 calls)."""
+        sizes = self._hub.batcher.batch_sizes
+        return {kind: [n for k, n in sizes if k == kind] for kind in ("start", "step")}
 
     @property
     def instance_ids(self) -> list[str]:
@@ -421,7 +309,7 @@ class _ESCInteraction:
             raise ValueError(f"instance_id {instance_id!r} is already running; finalize_interaction it first")
         self._opening.add(instance_id)
         try:
-            state = await self._hub.starts.submit((persona, seed, opening))
+            state = await self._hub.batcher.start(persona, seed, opening)
         finally:
             self._opening.discard(instance_id)
         self._episodes[instance_id] = _Episode(state)
@@ -475,8 +363,7 @@ class _ESCInteraction:
                 raise ValueError(f"messages[-1]['content'] has {len(text)} characters; the env takes at most "
                                  f"{MAX_UTTERANCE_CHARS} (set overlong: truncate to cut it)")
             text = text[:MAX_UTTERANCE_CHARS].rstrip()
-        self.engine.parse_action(text)  # this request's own error, before it joins a batch
-        t = await self._hub.steps.submit((ep.state, text))
+        t = await self._hub.batcher.step(ep.state, text)  # parse_action first: this request's own error
         ep.state = EpisodeState.from_dict(t.state)
         ep.rewards.append(float(t.reward))
         ep.done = bool(t.terminated or t.truncated)
