@@ -157,9 +157,11 @@ def test_unknown_model_path_is_a_backend_error_naming_the_spec():
 
 def test_bad_engine_options_in_the_spec_name_the_spec():
     pytest.importorskip("vllm")
-    with pytest.raises(ValueError, match=r"'vllm:embedded\?colour=red'.*unknown engine option 'colour'"):
+    from agents.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=r"'vllm:embedded\?colour=red'.*unknown engine option 'colour'"):
         make_backend("vllm:embedded?colour=red")
-    with pytest.raises(ValueError, match=r"max_model_len='lots' is not a valid int"):
+    with pytest.raises(UserInputError, match=r"max_model_len='lots' is not a valid int"):
         make_backend("vllm:embedded?max_model_len=lots")
 
 

